@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs descend with the lab and dev extras into .venv (torch pinned to the CPU wheel) and runs
+# the whole test suite. Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install -q --disable-pip-version-check -e '.[lab,dev]'
+.venv/bin/ruff check src tests
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,37 @@
+"""The reference engine: calls the rule once per parameter with eager torch ops.
+
+Exact by construction (it *is* the rule), works on every device and dtype, and is the engine the
+fast engines are tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def real_view(t: Tensor) -> Tensor:
+    """Complex tensors are optimized as pairs of reals, as torch.optim does."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def apply(
+    rule: Callable[..., tuple[Tensor, dict[str, Tensor]]],
+    params: Sequence[Tensor],
+    states: Sequence[dict[str, Any]],
+    state_names: Sequence[str],
+    hyper: Mapping[str, Any],
+) -> None:
+    """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place."""
+    for p, state in zip(params, states):
+        param, grad = real_view(p), real_view(p.grad)
+        buffers = {name: real_view(state[name]) for name in state_names}
+        new_param, new_buffers = rule(
+            param, grad, step=state["step"].item(), **buffers, **hyper
+        )
+        param.copy_(new_param)
+        for name, buffer in buffers.items():
+            buffer.copy_(new_buffers[name])

@@ -1,0 +1,150 @@
+"""One Optimizer base for every descend optimizer: param groups, state, validation, dispatch.
+
+A subclass names its rule, its state buffers and its hyperparameter ranges; everything else is
+here, written once.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descend import engines
+from descend.validation import Interval, as_number, check_group
+
+# torch.optim's implementation switches. descend accepts them so that code written for torch runs
+# unchanged; they are hints (descend picks its engine with ``impl``), except differentiable=True,
+# which is refused because the step is not differentiable.
+IMPLEMENTATION_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class. Subclasses set ``rule``, ``ranges`` and, when they differ from zeros_like(p)
+    buffers named by the rule, override ``state_names`` / ``initial_state``."""
+
+    rule: Callable[..., tuple[Tensor, dict[str, Tensor]]]
+    ranges: dict[str, Interval] = {}
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        defaults: dict[str, Any],
+        *,
+        skip_nonfinite: bool = False,
+        impl: str = "auto",
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        name = type(self).__name__
+        if differentiable:
+            raise ValueError(
+                f"{name}: differentiable=True is not supported: descend's step is not "
+                "differentiable. Use torch.optim with differentiable=True for meta-learning."
+            )
+        engines.select(impl)  # fails early on an unknown engine name
+        defaults = dict(defaults, foreach=foreach, fused=fused, capturable=capturable,
+                        differentiable=False, skip_nonfinite=bool(skip_nonfinite), impl=impl)
+        self.skipped_steps = 0
+        super().__init__(params, defaults)
+
+    # ---- what a subclass describes -------------------------------------------------------
+    def rule_for(self, group: dict[str, Any]) -> Callable[..., Any]:
+        """The update rule of this group (SGD has two forms of momentum)."""
+        return type(self).rule
+
+    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Names of the per-parameter buffers this group's configuration needs."""
+        raise NotImplementedError
+
+    def initial_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        return {
+            name: torch.zeros_like(p, memory_format=torch.preserve_format)
+            for name in self.state_names(group)
+        }
+
+    def check_hyperparameters(self, group: dict[str, Any]) -> None:
+        """Raises ValueError on an invalid group; subclasses add cross-parameter checks."""
+        check_group(group, self.ranges, type(self).__name__)
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self.check_hyperparameters(self.param_groups[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "skipped_steps": self.skipped_steps}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.skipped_steps = state.pop("skipped_steps", 0)
+        super().__setstate__(state)
+
+    def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any]) -> dict[str, Any]:
+        """The group's values for the rule's keyword arguments, one-element tensors as floats."""
+        owner = type(self).__name__
+        return {
+            k: as_number(k, group[k], owner) if isinstance(group[k], Tensor) else group[k]
+            for k in _keyword_arguments(rule) if k in group
+        }
+
+    def _params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients; use "
+                    "torch.optim.SparseAdam, or a dense embedding (sparse=False)."
+                )
+        return params
+
+    def _all_finite(self, grads: list[Tensor]) -> bool:
+        return all(bool(torch.isfinite(g).all()) for g in grads)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = [(group, self._params_with_grad(group)) for group in self.param_groups]
+        if self.defaults["skip_nonfinite"]:
+            if not self._all_finite([p.grad for _, params in work for p in params]):
+                self.skipped_steps += 1
+                warnings.warn(
+                    f"{type(self).__name__}: a gradient holds NaN or Inf; step skipped "
+                    f"({self.skipped_steps} so far), parameters and state unchanged.",
+                    UserWarning, stacklevel=2,
+                )
+                return loss
+        for group, params in work:
+            if params:
+                self._step_group(group, params)
+        return loss
+
+    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        rule = self.rule_for(group)
+        names = self.state_names(group)
+        states = []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state.update(self.initial_state(p, group))
+            state["step"] += 1
+            states.append(state)
+        engine = engines.select(group["impl"])
+        engine.apply(rule, params, states, names, self._hyperparameters(group, rule))
+
+
+@functools.cache
+def _keyword_arguments(rule: Callable[..., Any]) -> tuple[str, ...]:
+    params = inspect.signature(rule).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from descend import rules
+from descend.optimizer import Optimizer
+from descend.validation import NONNEGATIVE, UNIT_CLOSED
+
+MOMENTUM_FORMS = {"torch": rules.sgd, "textbook": rules.sgd_textbook}
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum and Nesterov momentum.
+
+    Same signature and defaults as ``torch.optim.SGD``. ``momentum_form="textbook"`` runs the
+    seeds' form ``v <- mu*v - lr*g ; theta <- theta + v`` instead of torch's
+    ``b <- mu*b + g ; theta <- theta - lr*b``; the two agree at a constant learning rate and
+    differ under a schedule (see ``descend.rules.sgd``).
+    """
+
+    rule = staticmethod(rules.sgd)
+    ranges = {"lr": NONNEGATIVE, "momentum": NONNEGATIVE, "dampening": UNIT_CLOSED,
+              "weight_decay": NONNEGATIVE}
+
+    def __init__(
+        self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | Tensor = 1e-3,
+        momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
+        nesterov: bool = False, *, maximize: bool = False, foreach: bool | None = None,
+        differentiable: bool = False, fused: bool | None = None, momentum_form: str = "torch",
+        skip_nonfinite: bool = False, impl: str = "auto",
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        momentum_form=momentum_form)
+        super().__init__(params, defaults, foreach=foreach, differentiable=differentiable,
+                         fused=fused, skip_nonfinite=skip_nonfinite, impl=impl)
+
+    def check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super().check_hyperparameters(group)
+        if group["momentum_form"] not in MOMENTUM_FORMS:
+            raise ValueError(f"SGD: invalid momentum_form={group['momentum_form']!r}; "
+                             f"choose one of {sorted(MOMENTUM_FORMS)}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: nesterov=True requires momentum > 0 and dampening = 0; "
+                             f"got momentum={group['momentum']}, dampening={group['dampening']}")
+
+    def rule_for(self, group: dict[str, Any]):
+        return MOMENTUM_FORMS[group["momentum_form"]]
+
+    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
+        if group["momentum"] == 0:
+            return ()
+        return ("velocity",) if group["momentum_form"] == "textbook" else ("momentum_buffer",)

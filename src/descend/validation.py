@@ -1,0 +1,71 @@
+"""Hyperparameter checks that say what was wrong, the allowed range, and what to do."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Allowed values ``low <= x < high`` (``x <= high`` when ``closed`` is True)."""
+
+    low: float = 0.0
+    high: float = math.inf
+    closed: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        return self.low <= x and (x <= self.high if self.closed else x < self.high)
+
+    def __str__(self) -> str:
+        right = "]" if self.closed or self.high == math.inf else ")"
+        high = "inf" if self.high == math.inf else f"{self.high:g}"
+        return f"[{self.low:g}, {high}{right}"
+
+
+NONNEGATIVE = Interval()
+UNIT = Interval(0.0, 1.0)  # [0, 1): decay rates, betas
+UNIT_CLOSED = Interval(0.0, 1.0, closed=True)  # [0, 1]: dampening
+
+
+def as_number(name: str, value: Any, owner: str) -> float:
+    """A float from a number or a one-element tensor, or a ValueError naming ``name``."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"{owner}: {name} must be a number or a one-element tensor, "
+                f"got a tensor of shape {tuple(value.shape)}"
+            )
+        if value.requires_grad:
+            raise ValueError(
+                f"{owner}: {name} is a tensor that requires grad; descend does not differentiate "
+                f"through the step (differentiable=True is not supported): pass {name}.detach()"
+            )
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def check(name: str, value: Any, allowed: Interval, owner: str) -> None:
+    x = as_number(name, value, owner)
+    if math.isnan(x) or x not in allowed:
+        raise ValueError(
+            f"{owner}: invalid {name}={x:g}; allowed range is {allowed}. "
+            f"Pass a {name} in that range."
+        )
+
+
+def check_group(group: dict[str, Any], ranges: dict[str, Interval], owner: str) -> None:
+    """Checks each hyperparameter of ``group`` named in ``ranges``; tuples element by element."""
+    for name, allowed in ranges.items():
+        value = group[name]
+        if isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                check(f"{name}[{i}]", item, allowed, owner)
+        else:
+            check(name, value, allowed, owner)
