@@ -1,4 +1,4 @@
-"""How a rule is applied to many tensors. An engine knows the rule's calling convention, not its math.
+"""How a rule is applied to many tensors. An engine knows how rules are called, not their math.
 
 ``reference``: eager torch ops, one call of the rule per parameter, every device and dtype.
 """

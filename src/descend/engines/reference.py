@@ -26,7 +26,7 @@ def apply(
     hyper: Mapping[str, Any],
 ) -> None:
     """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place."""
-    for p, state in zip(params, states):
+    for p, state in zip(params, states, strict=True):
         param, grad = real_view(p), real_view(p.grad)
         buffers = {name: real_view(state[name]) for name in state_names}
         new_param, new_buffers = rule(
