@@ -1,0 +1,267 @@
+"""One declarative table of optimizer configurations, run through the generic core tests.
+
+Like torch's ``OptimizerInfo`` (torch/testing/_internal/common_optimizers.py): each row names a
+descend optimizer, its torch.optim counterpart (None where torch has no such algorithm) and the
+configurations that exercise every branch of its rule. ``CONFIGS`` flattens the table into
+parametrizable cases; every generic test takes a ``Config``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import descend
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """A descend optimizer, its torch twin, its configurations and how to vary a second group."""
+
+    cls: type[descend.Optimizer]
+    torch_cls: type[torch.optim.Optimizer] | None
+    configs: tuple[dict[str, Any], ...]
+    # hyperparameters of the second param group (on top of lr * 0.5), so groups really differ
+    second_group: dict[str, Any] = field(default_factory=dict)
+    # what lr_scheduler.OneCycleLR / CyclicLR can cycle: "momentum", "betas" or None
+    cycles: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row of the table: builds the descend optimizer and, where one exists, torch's."""
+
+    id: str
+    info: OptimizerInfo
+    kwargs: dict[str, Any]
+    registry_name: str | None = None
+
+    @property
+    def cls(self) -> type[descend.Optimizer]:
+        return self.info.cls
+
+    def build(self, params: Iterable[Any], **extra: Any) -> descend.Optimizer:
+        if self.registry_name is not None:
+            return descend.create(self.registry_name, params, **self.kwargs, **extra)
+        return self.cls(params, **self.kwargs, **extra)
+
+    def effective_kwargs(self) -> dict[str, Any]:
+        """The hyperparameters this config runs with, registry overrides included."""
+        if self.registry_name is None:
+            return dict(self.kwargs)
+        return {**descend.REGISTRY[self.registry_name].overrides, **self.kwargs}
+
+    @property
+    def has_torch(self) -> bool:
+        kw = self.effective_kwargs()
+        descend_only = kw.get("momentum_form", "torch") != "torch" or (
+            self.cls is descend.RMSprop and kw.get("nesterov", False))
+        return self.info.torch_cls is not None and not descend_only
+
+    def build_torch(self, params: Iterable[Any], **extra: Any) -> torch.optim.Optimizer:
+        kw = {k: v for k, v in self.effective_kwargs().items() if k != "momentum_form"}
+        return self.info.torch_cls(params, **kw, **extra)
+
+    def groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Two param groups with different hyperparameters: first layer, then the rest."""
+        first, *rest = [m for m in model if isinstance(m, nn.Linear)]
+        lr = float(self.effective_kwargs().get("lr", _default(self.cls, "lr")))
+        return [
+            {"params": list(first.parameters())},
+            {"params": [p for m in rest for p in m.parameters()], "lr": lr * 0.5,
+             **self.info.second_group},
+        ]
+
+
+def _default(cls: type, name: str) -> Any:
+    import inspect
+
+    return inspect.signature(cls.__init__).parameters[name].default
+
+
+SGD_INFO = OptimizerInfo(
+    descend.SGD, torch.optim.SGD,
+    (
+        {"lr": 0.05},
+        {"lr": 0.05, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.3},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.1},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.05, "maximize": True},
+        {"lr": 0.05, "maximize": True},
+        {"lr": 0.05, "momentum": 0.9, "momentum_form": "textbook"},
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "momentum_form": "textbook"},
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1,
+         "momentum_form": "textbook"},
+    ),
+    second_group={"weight_decay": 0.02, "momentum": 0.5},
+    cycles="momentum",
+)
+ADAGRAD_INFO = OptimizerInfo(
+    descend.Adagrad, torch.optim.Adagrad,
+    (
+        {"lr": 0.1},
+        {"lr": 0.1, "lr_decay": 0.05},
+        {"lr": 0.1, "initial_accumulator_value": 0.5},
+        {"lr": 0.1, "weight_decay": 0.1},
+        {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.05,
+         "maximize": True},
+    ),
+    second_group={"eps": 1e-3, "lr_decay": 0.02},
+)
+RMSPROP_INFO = OptimizerInfo(
+    descend.RMSprop, torch.optim.RMSprop,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "momentum": 0.9},
+        {"lr": 0.01, "centered": True},
+        {"lr": 0.01, "momentum": 0.9, "centered": True},
+        {"lr": 0.01, "momentum": 0.9, "nesterov": True},
+        {"lr": 0.01, "momentum": 0.9, "nesterov": True, "centered": True},
+        {"lr": 0.01, "weight_decay": 0.1, "alpha": 0.9},
+        {"lr": 0.01, "momentum": 0.5, "maximize": True},
+    ),
+    second_group={"alpha": 0.9, "eps": 1e-6},
+    cycles="momentum",
+)
+ADADELTA_INFO = OptimizerInfo(
+    descend.Adadelta, torch.optim.Adadelta,
+    (
+        {},
+        {"lr": 0.5, "rho": 0.8},
+        {"lr": 1.0, "weight_decay": 0.1},
+        {"lr": 1.0, "eps": 1e-4, "maximize": True},
+    ),
+    second_group={"rho": 0.7},
+)
+ADAM_INFO = OptimizerInfo(
+    descend.Adam, torch.optim.Adam,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "amsgrad": True},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "amsgrad": True, "weight_decay": 0.05},
+    ),
+    second_group={"betas": (0.8, 0.99)},
+    cycles="betas",
+)
+ADAMW_INFO = OptimizerInfo(
+    descend.AdamW, torch.optim.AdamW,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True},
+    ),
+    second_group={"weight_decay": 0.0},
+    cycles="betas",
+)
+INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO)
+INFO_BY_CLASS = {info.cls: info for info in INFOS}
+
+
+def _config_id(cls: type, kwargs: dict[str, Any]) -> str:
+    parts = [f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
+             for k, v in kwargs.items()]
+    return "-".join([cls.__name__, *parts])
+
+
+def _registry_configs() -> list[Config]:
+    out = []
+    for name, entry in descend.REGISTRY.items():
+        lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
+              "adadelta": 1.0, "adagrad": 0.1}.get(name, 0.05)
+        out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
+    return out
+
+
+CONFIGS: list[Config] = [
+    Config(_config_id(info.cls, kw), info, kw) for info in INFOS for kw in info.configs
+] + _registry_configs()
+TORCH_CONFIGS = [c for c in CONFIGS if c.has_torch]
+# One representative (with momentum where the class has it) per class, for costly sweeps.
+REPRESENTATIVES = [
+    next(c for c in TORCH_CONFIGS if c.info is info and c.registry_name is None
+         and (info.cycles != "momentum" or c.kwargs.get("momentum", 0) > 0))
+    for info in INFOS
+]
+
+
+def configs(selection: list[Config] = CONFIGS) -> Any:
+    """``@configs()`` parametrizes a test over the table, ids readable in pytest's output."""
+    return pytest.mark.parametrize("config", selection, ids=[c.id for c in selection])
+
+
+# ---- a small real model shared by the tests ------------------------------------------------
+
+def make_model(dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Sequential:
+    """A 3-layer net with six parameter tensors of different shapes."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 5), nn.Tanh(),
+                         nn.Linear(5, 2)).to(dtype)
+
+
+def make_data(dtype: torch.dtype = torch.float64, seed: int = 1) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(16, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(16, 2, generator=g, dtype=torch.float64)
+    return x.to(dtype), y.to(dtype)
+
+
+def loss_closure(model: nn.Module, opt: torch.optim.Optimizer, data: tuple[torch.Tensor, ...],
+                 ) -> Callable[[], torch.Tensor]:
+    x, y = data
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, data=None,
+          scheduler: Any = None) -> list[float]:
+    """``steps`` full-batch steps; a scheduler (if any) steps after each, as torch documents."""
+    data = data if data is not None else make_data(next(model.parameters()).dtype)
+    closure = loss_closure(model, opt, data)
+    losses = []
+    for _ in range(steps):
+        loss = opt.step(closure)
+        losses.append(float(loss.detach()))
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(loss)
+        elif scheduler is not None:
+            scheduler.step()
+    return losses
+
+
+def assert_same_tensors(actual: Iterable[torch.Tensor], expected: Iterable[torch.Tensor]) -> None:
+    """Bit-for-bit equality, tensor by tensor."""
+    actual, expected = list(actual), list(expected)
+    assert len(actual) == len(expected)
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        assert a.dtype == e.dtype and torch.equal(a, e), f"tensor {i} differs"
+
+
+def snapshot(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """A deep copy of parameters and state, to check that nothing changed."""
+    params = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
+    state = {i: {k: v.clone() for k, v in opt.state[p].items()}
+             for i, p in enumerate(p for g in opt.param_groups for p in g["params"])
+             if p in opt.state}
+    return {"params": params, "state": state}
+
+
+def assert_unchanged(opt: torch.optim.Optimizer, before: dict[str, Any]) -> None:
+    after = snapshot(opt)
+    assert_same_tensors(after["params"], before["params"])
+    assert after["state"].keys() == before["state"].keys()
+    for i, buffers in before["state"].items():
+        assert after["state"][i].keys() == buffers.keys()
+        assert_same_tensors(after["state"][i].values(), buffers.values())
