@@ -7,7 +7,7 @@ defines ``TASK = Task(...)``; it is found by name automatically.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
@@ -35,6 +35,12 @@ class Task:
 
     ``classification`` says whether accuracy (argmax of the output vs y) is meaningful.
     The defaults are what ``descend compare`` uses when the user does not say.
+
+    Data from a folder (``--data-dir``): a task that can read its data from files sets
+    ``load_dir(folder) -> Splits``; ``task.with_data_dir(folder)`` is then the same task whose
+    ``load`` reads that folder (errors about the folder are raised at the first ``load``).
+    The data and its split are fixed (they define the problem); ``seed`` varies the model's
+    initialization and the order of the minibatches, and the data only where the task says so.
     """
 
     name: str
@@ -47,3 +53,15 @@ class Task:
     batch_size: int = 64
     lr_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     target_accuracy: float | None = None
+    load_dir: Callable[[str], Splits] | None = None
+    data_dir: str | None = None
+
+    def with_data_dir(self, data_dir: str | None) -> Task:
+        """This task reading its data from ``data_dir`` (None: the default data)."""
+        if data_dir is None:
+            return self
+        if self.load_dir is None:
+            raise ValueError(f"task {self.name!r} does not read data from a folder; drop "
+                             "--data-dir (it is for tasks such as mnist)")
+        load_dir, folder = self.load_dir, str(data_dir)
+        return replace(self, load=lambda seed: load_dir(folder), data_dir=folder)
