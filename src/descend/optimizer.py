@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from descend import engines
+from descend.distributed import all_finite
 from descend.validation import Interval, as_number, check_group
 
 # torch.optim's implementation switches. descend accepts them so that code written for torch runs
@@ -105,7 +106,8 @@ class Optimizer(torch.optim.Optimizer):
         return params
 
     def _all_finite(self, grads: list[Tensor]) -> bool:
-        return all(bool(torch.isfinite(g).all()) for g in grads)
+        # Sharded (DTensor) gradients: every rank of the mesh must agree to skip.
+        return all_finite(grads)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

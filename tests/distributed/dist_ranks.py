@@ -1,0 +1,150 @@
+"""What each rank runs: ``python dist_ranks.py JOB OUT_DIR``, started by dist_launch.run_ranks.
+
+A job loops over every configuration inside one process group (spawning is the slow part) and
+writes this rank's results to OUT_DIR/rank<R>.pt for the test process to compare.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from dist_problem import RUNS, STEPS, batch, build_model, full_parameters, make_optimizer, train
+from torch import nn
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.nn.parallel import DistributedDataParallel
+
+from descend import engines
+from descend.distributed import load_checkpoint, save_checkpoint
+
+CHECKPOINT_STEP = 3  # save after steps 0..2, then train steps 3..5
+RESUMED_STEPS = range(CHECKPOINT_STEP, 2 * CHECKPOINT_STEP)
+
+
+def fsdp2(model: nn.Module) -> nn.Module:
+    """FSDP2 as recommended: each layer its own unit, then the root."""
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer)
+    return fully_shard(model)
+
+
+def job_ddp(rank: int, world: int, out: Path) -> dict:
+    results = {}
+    for bucket_view in (False, True):
+        for config, impl in RUNS:
+            model = DistributedDataParallel(build_model(), gradient_as_bucket_view=bucket_view)
+            train(model, make_optimizer(model.parameters(), config, impl), range(STEPS),
+                  rank, world)
+            results[f"ddp-bucket-view={bucket_view}/{config}/{impl}"] = full_parameters(model)
+    return results
+
+
+def job_zero(rank: int, world: int, out: Path) -> dict:
+    results = {}
+    for config, impl in RUNS:
+        model = DistributedDataParallel(build_model())
+        optimizer = make_optimizer(model.parameters(), config, impl,
+                                   optimizer_class=ZeroRedundancyOptimizer)
+        train(model, optimizer, range(STEPS), rank, world)
+        results[f"zero/{config}/{impl}"] = full_parameters(model)
+    return results
+
+
+def job_fsdp2(rank: int, world: int, out: Path) -> dict:
+    results = {}
+    for config, impl in RUNS:
+        model = fsdp2(build_model())
+        train(model, make_optimizer(model.parameters(), config, impl), range(STEPS), rank, world)
+        results[f"fsdp2/{config}/{impl}"] = full_parameters(model)
+        model = fsdp2(build_model(torch.float32))
+        train(model, make_optimizer(model.parameters(), config, impl), range(STEPS), rank, world)
+        results[f"fsdp2-float32/{config}/{impl}"] = full_parameters(model)
+    for impl in ("reference", "auto"):
+        results[f"skip-nonfinite/{impl}"] = skip_nonfinite_on_one_shard(rank, world, impl)
+    return results
+
+
+def skip_nonfinite_on_one_shard(rank: int, world: int, impl: str) -> dict:
+    """An Inf lands in rank 1's shard of one gradient only: every rank must skip the step."""
+    model = fsdp2(build_model())
+    optimizer = make_optimizer(model.parameters(), "adam-amsgrad", impl, skip_nonfinite=True)
+    train(model, optimizer, range(2), rank, world)
+    before = full_parameters(model)
+    x, y = batch(2, rank, world)
+    optimizer.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    if rank == 1:
+        with torch.no_grad():
+            model[4].weight.grad.to_local()[0, 0] = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer.step()
+    after_skip = full_parameters(model)
+    train(model, optimizer, (3, 4), rank, world)
+    return {"before": before, "after_skip": after_skip, "final": full_parameters(model),
+            "skipped_steps": optimizer.skipped_steps,
+            "adam_steps": [float(s["step"]) for s in optimizer.state.values()]}
+
+
+def job_checkpoint(rank: int, world: int, out: Path) -> dict:
+    """Per run: train, save, train on (uninterrupted); resume from our checkpoint; resume from
+    the checkpoint one process saved (out/1proc/...)."""
+    results = {}
+    for config, impl in RUNS:
+        model = fsdp2(build_model())
+        optimizer = make_optimizer(model.parameters(), config, impl)
+        train(model, optimizer, range(CHECKPOINT_STEP), rank, world)
+        save_checkpoint(out / "2proc" / config / impl, model, optimizer)
+        train(model, optimizer, RESUMED_STEPS, rank, world)
+        run = {"uninterrupted": full_parameters(model)}
+        for name, source in (("resumed", "2proc"), ("from_1proc", "1proc")):
+            model = fsdp2(build_model())
+            optimizer = make_optimizer(model.parameters(), config, impl)
+            load_checkpoint(out / source / config / impl, model, optimizer)
+            train(model, optimizer, RESUMED_STEPS, rank, world)
+            run[name] = full_parameters(model)
+            run[f"{name}_step_counts"] = [float(s["step"]) for s in optimizer.state.values()]
+        results[f"{config}/{impl}"] = run
+    return results
+
+
+def job_crash(rank: int, world: int, out: Path) -> dict:
+    """Rank 1 dies; rank 0 waits in a collective that will never complete."""
+    if rank == 1:
+        raise RuntimeError("rank 1 crashed on purpose")
+    dist.barrier()
+    return {}
+
+
+def job_hang(rank: int, world: int, out: Path) -> dict:
+    """Rank 1 never arrives; rank 0 waits in a collective."""
+    if rank == 1:
+        time.sleep(3600)
+    dist.barrier()
+    return {}
+
+
+JOBS = {name.removeprefix("job_"): f for name, f in globals().items() if name.startswith("job_")}
+
+
+def main() -> None:
+    job, out = sys.argv[1], Path(sys.argv[2])
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    try:
+        results = JOBS[job](rank, world, out)
+        engine = engines.select("auto")
+        results["auto_engine"] = getattr(engine, "__name__", type(engine).__name__)
+        torch.save(results, out / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
