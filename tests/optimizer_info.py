@@ -8,6 +8,7 @@ parametrizable cases; every generic test takes a ``Config``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,11 @@ import torch
 from torch import nn
 
 import descend
+
+# The engine the table runs on. The reference engine by default (it is the rule, as written, and
+# fast on tiny tensors); DESCEND_TEST_IMPL=auto runs the whole table on the default engine.
+# test_core_torch_parity also runs the representatives on every engine.
+IMPL = os.environ.get("DESCEND_TEST_IMPL", "reference")
 
 @dataclass(frozen=True)
 class OptimizerInfo:
@@ -45,6 +51,7 @@ class Config:
         return self.info.cls
 
     def build(self, params: Iterable[Any], **extra: Any) -> descend.Optimizer:
+        extra.setdefault("impl", IMPL)
         if self.registry_name is not None:
             return descend.create(self.registry_name, params, **self.kwargs, **extra)
         return self.cls(params, **self.kwargs, **extra)
@@ -235,7 +242,7 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, data=None,
         loss = opt.step(closure)
         losses.append(float(loss.detach()))
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(loss)
+            scheduler.step(float(loss.detach()))
         elif scheduler is not None:
             scheduler.step()
     return losses

@@ -7,15 +7,16 @@ hyperparameters, and a StepLR that halves the learning rate every 10 steps.
 from __future__ import annotations
 
 import torch
-from optimizer_info import TORCH_CONFIGS, configs, make_model, train
+import pytest
+from optimizer_info import IMPL, REPRESENTATIVES, TORCH_CONFIGS, configs, make_model, train
 
 STEPS = 45
 RTOL = 1e-9
 
 
-def _run(build, config):
+def _run(build, config, **extra):
     model = make_model()
-    opt = build(config.groups(model))
+    opt = build(config.groups(model), **extra)
     scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
     losses = train(model, opt, STEPS, scheduler=scheduler)
     return model, opt, losses
@@ -23,7 +24,18 @@ def _run(build, config):
 
 @configs(TORCH_CONFIGS)
 def test_matches_torch_optim(config):
-    model, opt, losses = _run(config.build, config)
+    check_parity(config)
+
+
+# The table runs on IMPL; the representatives also run on every other engine the user can pick.
+@pytest.mark.parametrize("impl", sorted({"auto", "reference"} - {IMPL}))
+@configs(REPRESENTATIVES)
+def test_every_engine_matches_torch_optim(config, impl):
+    check_parity(config, impl=impl)
+
+
+def check_parity(config, **extra):
+    model, opt, losses = _run(config.build, config, **extra)
     torch_model, torch_opt, torch_losses = _run(config.build_torch, config)
 
     assert losses[-1] != losses[0], "the run must move the parameters"
