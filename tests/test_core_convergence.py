@@ -2,8 +2,8 @@
 
 f(x) = 0.5 x^T A x with A = diag(l1, ln) = diag(1, 100), condition number k = 100, x0 = (1, 1).
 
-* Gradient descent with step 2/(l1+ln) multiplies each coordinate by 1 - 2 l_i/(l1+ln) = +-(k-1)/(k+1)
-  every step, so ||x_t|| = ((k-1)/(k+1))^t ||x_0|| exactly.
+* Gradient descent with step 2/(l1+ln) multiplies each coordinate by
+  1 - 2 l_i/(l1+ln) = +-(k-1)/(k+1) every step, so ||x_t|| = ((k-1)/(k+1))^t ||x_0|| exactly.
 * Heavy-ball momentum with the optimal a = (2/(sqrt(l1)+sqrt(ln)))^2 and
   mu = ((sqrt(k)-1)/(sqrt(k)+1))^2 contracts by (sqrt(k)-1)/(sqrt(k)+1) (Goh, "Why Momentum Really
   Works", Distill 2017). At these values both eigenvalues of the iteration are double roots of

@@ -107,8 +107,8 @@ def test_the_two_forms_differ_under_a_schedule_and_agree_at_constant_lr():
     constant = [0.1] * 30
     for nesterov in (False, True):
         runs = [descend_trajectory(
-            lambda p, f=form: descend.SGD(p, lr=0.1, momentum=0.9, nesterov=nesterov,
-                                          momentum_form=f), 2.0, 30, constant)
+            lambda p, f=form, n=nesterov: descend.SGD(p, lr=0.1, momentum=0.9, nesterov=n,
+                                                      momentum_form=f), 2.0, 30, constant)
             for form in ("torch", "textbook")]
         assert_trajectory(runs[1], runs[0])
     assert_trajectory(runs[0], textbook_momentum(2.0, constant, 0.9, nesterov=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from optimizer_info import (
     CONFIGS,
@@ -13,8 +14,6 @@ from optimizer_info import (
     train,
 )
 from torch.optim import lr_scheduler as sched
-
-import pytest
 
 STEPS = 12
 

@@ -6,8 +6,8 @@ hyperparameters, and a StepLR that halves the learning rate every 10 steps.
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 from optimizer_info import IMPL, REPRESENTATIVES, TORCH_CONFIGS, configs, make_model, train
 
 STEPS = 45
