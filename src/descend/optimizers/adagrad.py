@@ -36,4 +36,6 @@ class Adagrad(Optimizer):
 
     def initial_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         value = group["initial_accumulator_value"]
+        if p.is_complex():  # a complex parameter is optimized as (real, imag) pairs: fill both
+            value = complex(value, value)
         return {"sum": torch.full_like(p, value, memory_format=torch.preserve_format)}
