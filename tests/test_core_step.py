@@ -1,0 +1,108 @@
+"""step(closure), parameters without gradients, zero-size parameters, zero_grad, sparse refusal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from optimizer_info import (
+    CONFIGS,
+    assert_same_tensors,
+    assert_unchanged,
+    configs,
+    loss_closure,
+    make_data,
+    make_model,
+    snapshot,
+    train,
+)
+from torch import nn
+
+
+@configs()
+def test_step_with_closure_returns_its_loss_and_without_returns_none(config):
+    model = make_model()
+    opt = config.build(config.groups(model))
+    data = make_data()
+    closure = loss_closure(model, opt, data)
+    expected = nn.functional.mse_loss(model(data[0]), data[1]).item()
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor) and loss.item() == expected
+    assert opt.step() is None
+
+
+@configs()
+def test_params_whose_grad_is_none_are_untouched_and_get_no_state(config):
+    model = make_model()
+    unused = [nn.Parameter(torch.randn(3, dtype=torch.float64)) for _ in range(2)]
+    groups = config.groups(model)
+    groups[0]["params"].append(unused[0])
+    groups[1]["params"].append(unused[1])
+    opt = config.build(groups)
+    before = [u.detach().clone() for u in unused]
+    train(model, opt, 3)
+    assert_same_tensors([u.detach() for u in unused], before)
+    assert all(u not in opt.state for u in unused)
+    assert all(p in opt.state for p in model.parameters())
+
+
+@configs()
+def test_zero_size_params_work_and_change_nothing_else(config):
+    def run(with_empty: bool):
+        model = make_model()
+        groups = config.groups(model)
+        empties = [nn.Parameter(torch.zeros(0, dtype=torch.float64)),
+                   nn.Parameter(torch.zeros(3, 0, dtype=torch.float64))]
+        if with_empty:
+            groups[0]["params"].append(empties[0])
+            groups[1]["params"].append(empties[1])
+        opt = config.build(groups)
+        data = make_data()
+        for _ in range(4):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(data[0]), data[1])
+            loss = loss + sum(e.sum() for e in empties)  # gives the empties (empty) grads
+            loss.backward()
+            opt.step()
+        return model, opt, empties
+
+    model, opt, empties = run(with_empty=True)
+    reference, _, _ = run(with_empty=False)
+    assert [tuple(e.shape) for e in empties] == [(0,), (3, 0)]
+    assert all(e in opt.state and opt.state[e]["step"].item() == 4 for e in empties)
+    assert_same_tensors([p.detach() for p in model.parameters()],
+                        [p.detach() for p in reference.parameters()])
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+@configs(CONFIGS[:1] + [c for c in CONFIGS if c.registry_name == "adam"])
+def test_zero_grad(config, set_to_none):
+    model = make_model()
+    opt = config.build(config.groups(model))
+    train(model, opt, 1)
+    opt.zero_grad(set_to_none=set_to_none)
+    for p in model.parameters():
+        if set_to_none:
+            assert p.grad is None
+        else:
+            assert p.grad is not None and not p.grad.any()
+
+
+@configs()
+def test_named_parameters_are_accepted_like_torch(config):
+    model = make_model()
+    opt = config.build(model.named_parameters())
+    train(model, opt, 2)
+    assert opt.param_groups[0]["param_names"] == [n for n, _ in model.named_parameters()]
+
+
+@configs()
+def test_sparse_gradients_are_refused_clearly_and_nothing_changes(config):
+    embedding = nn.Embedding(10, 3, sparse=True).double()
+    dense = nn.Linear(3, 1).double()
+    opt = config.build([{"params": dense.parameters()}, {"params": embedding.parameters()}])
+    before = snapshot(opt)
+    dense(embedding(torch.tensor([1, 2, 2]))).sum().backward()
+    assert embedding.weight.grad.is_sparse
+    with pytest.raises(RuntimeError, match="sparse gradients.*sparse=False"):
+        opt.step()
+    assert_unchanged(opt, before)
