@@ -14,12 +14,15 @@ engine on the same ranks, where the gradients are identical.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 import descend
+from descend.distributed import load_checkpoint, save_checkpoint
 
 IN, HIDDEN, OUT = 6, 16, 3
 GLOBAL_BATCH = 8
@@ -43,6 +46,10 @@ CONFIGS: dict[str, tuple[str, dict]] = {
 }
 IMPLS = ("reference", "auto")  # auto: whatever engine descend picks by default
 RUNS = [(config, impl) for config in CONFIGS for impl in IMPLS]
+# Checkpoints are about state, not engines: each configuration once, the engines alternating.
+CHECKPOINT_RUNS = [(config, IMPLS[i % 2]) for i, config in enumerate(CONFIGS)]
+CHECKPOINT_STEP = 3  # save after steps 0..2, then train steps 3..5
+RESUMED_STEPS = range(CHECKPOINT_STEP, 2 * CHECKPOINT_STEP)
 
 
 def build_model(dtype: torch.dtype = torch.float64) -> nn.Module:
@@ -110,3 +117,22 @@ def mismatches(actual: dict[str, Tensor], expected: dict[str, Tensor], what: str
             error = ((got - want).abs() / (want.abs() + atol)).max().item()
             lines.append(f"{what}: {name} differs (max relative error {error:.2e})")
     return lines
+
+
+def one_process_checkpoint_run(config: str, impl: str, out: Path,
+                               resume_from: Path | None = None) -> dict[str, Tensor]:
+    """Without a process group: train steps 0..2 and save to out/1proc/<config>/<impl> (or load
+    ``resume_from`` instead), then train steps 3..5."""
+    model = build_model()
+    optimizer = make_optimizer(model.parameters(), config, impl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DCP warns that it runs without a process group
+        if resume_from is None:
+            train(model, optimizer, range(CHECKPOINT_STEP))
+            save_checkpoint(out / "1proc" / config / impl, model, optimizer)
+        else:
+            load_checkpoint(resume_from, model, optimizer)
+    train(model, optimizer, RESUMED_STEPS)
+    steps = {float(s["step"]) for s in optimizer.state.values()}
+    assert steps == {2.0 * CHECKPOINT_STEP}, f"{config}/{impl}: state['step'] values {steps}"
+    return full_parameters(model)

@@ -1,19 +1,33 @@
 """What each rank runs: ``python dist_ranks.py JOB OUT_DIR``, started by dist_launch.run_ranks.
 
-A job loops over every configuration inside one process group (spawning is the slow part) and
-writes this rank's results to OUT_DIR/rank<R>.pt for the test process to compare.
+Spawning is the slow part (importing torch takes seconds on 2 cores), so job ``training`` runs
+every section (ddp, zero, fsdp2, checkpoint) over every configuration in one process group; a
+section that raises records its traceback and the others still run. Each rank writes its results
+to OUT_DIR/rank<R>.pt for the test process to compare. A section alone is a job too (debugging).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from dist_problem import RUNS, STEPS, batch, build_model, full_parameters, make_optimizer, train
+from dist_problem import (
+    CHECKPOINT_RUNS,
+    CHECKPOINT_STEP,
+    RESUMED_STEPS,
+    RUNS,
+    STEPS,
+    batch,
+    build_model,
+    full_parameters,
+    make_optimizer,
+    train,
+)
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
@@ -21,9 +35,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from descend import engines
 from descend.distributed import load_checkpoint, save_checkpoint
-
-CHECKPOINT_STEP = 3  # save after steps 0..2, then train steps 3..5
-RESUMED_STEPS = range(CHECKPOINT_STEP, 2 * CHECKPOINT_STEP)
 
 
 def fsdp2(model: nn.Module) -> nn.Module:
@@ -34,7 +45,7 @@ def fsdp2(model: nn.Module) -> nn.Module:
     return fully_shard(model)
 
 
-def job_ddp(rank: int, world: int, out: Path) -> dict:
+def section_ddp(rank: int, world: int, out: Path) -> dict:
     results = {}
     for bucket_view in (False, True):
         for config, impl in RUNS:
@@ -45,7 +56,7 @@ def job_ddp(rank: int, world: int, out: Path) -> dict:
     return results
 
 
-def job_zero(rank: int, world: int, out: Path) -> dict:
+def section_zero(rank: int, world: int, out: Path) -> dict:
     results = {}
     for config, impl in RUNS:
         model = DistributedDataParallel(build_model())
@@ -56,7 +67,7 @@ def job_zero(rank: int, world: int, out: Path) -> dict:
     return results
 
 
-def job_fsdp2(rank: int, world: int, out: Path) -> dict:
+def section_fsdp2(rank: int, world: int, out: Path) -> dict:
     results = {}
     for config, impl in RUNS:
         model = fsdp2(build_model())
@@ -92,11 +103,11 @@ def skip_nonfinite_on_one_shard(rank: int, world: int, impl: str) -> dict:
             "adam_steps": [float(s["step"]) for s in optimizer.state.values()]}
 
 
-def job_checkpoint(rank: int, world: int, out: Path) -> dict:
+def section_checkpoint(rank: int, world: int, out: Path) -> dict:
     """Per run: train, save, train on (uninterrupted); resume from our checkpoint; resume from
     the checkpoint one process saved (out/1proc/...)."""
     results = {}
-    for config, impl in RUNS:
+    for config, impl in CHECKPOINT_RUNS:
         model = fsdp2(build_model())
         optimizer = make_optimizer(model.parameters(), config, impl)
         train(model, optimizer, range(CHECKPOINT_STEP), rank, world)
@@ -130,15 +141,33 @@ def job_hang(rank: int, world: int, out: Path) -> dict:
     return {}
 
 
-JOBS = {name.removeprefix("job_"): f for name, f in globals().items() if name.startswith("job_")}
+SECTIONS = {name.removeprefix("section_"): f for name, f in globals().items()
+            if name.startswith("section_")}
+
+
+def job_training(rank: int, world: int, out: Path) -> dict:
+    results = {"errors": {}}
+    for name, section in SECTIONS.items():
+        try:
+            results.update(section(rank, world, out))
+        except Exception:
+            results["errors"][name] = traceback.format_exc()
+            print(results["errors"][name], flush=True)
+    return results
+
+
+JOBS = {**SECTIONS, **{name.removeprefix("job_"): f for name, f in globals().items()
+                       if name.startswith("job_")}}
 
 
 def main() -> None:
     job, out = sys.argv[1], Path(sys.argv[2])
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    started = time.perf_counter()
     try:
         results = JOBS[job](rank, world, out)
+        print(f"rank {rank}: job {job} ran in {time.perf_counter() - started:.1f} s", flush=True)
         engine = engines.select("auto")
         results["auto_engine"] = getattr(engine, "__name__", type(engine).__name__)
         torch.save(results, out / f"rank{rank}.pt")

@@ -1,0 +1,63 @@
+"""torch.distributed.checkpoint of model and optimizer state under FSDP2: the resumed run equals
+the uninterrupted one, and checkpoints move between 2 ranks and 1 process both ways."""
+
+from __future__ import annotations
+
+import pytest
+from dist_problem import (
+    CHECKPOINT_RUNS,
+    CHECKPOINT_STEP,
+    build_model,
+    make_optimizer,
+    mismatches,
+    one_process_checkpoint_run,
+)
+
+from descend.distributed import load_checkpoint
+
+
+@pytest.mark.timeout(150)
+def test_resumed_on_two_ranks_equals_uninterrupted(two_ranks):
+    problems = []
+    for config, impl in CHECKPOINT_RUNS:
+        for rank, results in enumerate(two_ranks.require("checkpoint")):
+            run, what = results[f"{config}/{impl}"], f"{config}/{impl} rank {rank}"
+            problems += mismatches(run["resumed"], run["uninterrupted"],
+                                   f"{what}: resumed vs uninterrupted", rtol=0, atol=0)
+            if set(run["resumed_step_counts"]) != {2.0 * CHECKPOINT_STEP}:
+                problems.append(f"{what}: state['step'] {set(run['resumed_step_counts'])}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(150)
+def test_saved_by_one_process_resumes_on_two_ranks(two_ranks):
+    problems = []
+    for config, impl in CHECKPOINT_RUNS:
+        for rank, results in enumerate(two_ranks.require("checkpoint")):
+            run, what = results[f"{config}/{impl}"], f"{config}/{impl} rank {rank}"
+            problems += mismatches(run["from_1proc"], run["uninterrupted"],
+                                   f"{what}: saved by 1 process, resumed on 2 ranks")
+            problems += mismatches(run["uninterrupted"],
+                                   two_ranks.one_process_checkpointed[config, impl],
+                                   f"{what}: 2 ranks vs 1 process")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(150)
+def test_saved_by_two_ranks_resumes_in_one_process(two_ranks):
+    problems = []
+    ranks = two_ranks.require("checkpoint")
+    for config, impl in CHECKPOINT_RUNS:
+        key = f"{config}/{impl}"
+        resumed = one_process_checkpoint_run(
+            config, impl, two_ranks.out_dir, resume_from=two_ranks.out_dir / "2proc" / key)
+        problems += mismatches(resumed, ranks[0][key]["uninterrupted"],
+                               f"{key}: saved by 2 ranks, resumed in 1 process")
+    assert not problems, "\n".join(problems)
+
+
+def test_loading_a_missing_checkpoint_says_what_is_wrong(tmp_path):
+    model = build_model()
+    optimizer = make_optimizer(model.parameters(), "adam", "reference")
+    with pytest.raises(FileNotFoundError, match="no distributed checkpoint"):
+        load_checkpoint(tmp_path / "nothing-here", model, optimizer)
