@@ -74,11 +74,16 @@ class Optimizer(torch.optim.Optimizer):
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
         """Raises ValueError on an invalid group; subclasses add cross-parameter checks."""
         check_group(group, self.ranges, type(self).__name__)
+        engines.select(group["impl"])  # a group may name its own engine
 
     # ---- plumbing -------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        self.check_hyperparameters(self.param_groups[-1])
+        try:
+            self.check_hyperparameters(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # an invalid group must not stay in the optimizer
+            raise
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "skipped_steps": self.skipped_steps}
@@ -140,8 +145,9 @@ class Optimizer(torch.optim.Optimizer):
             if not state:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state.update(self.initial_state(p, group))
-            state["step"] += 1
             states.append(state)
+        # One call for all step counters: a per-tensor += costs more than a small tensor's update.
+        torch._foreach_add_([state["step"] for state in states], 1)
         engine = engines.select(group["impl"])
         engine.apply(rule, params, states, names, self._hyperparameters(group, rule))
 

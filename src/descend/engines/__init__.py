@@ -1,22 +1,40 @@
 """How a rule is applied to many tensors. An engine knows how rules are called, not their math.
 
 ``reference``: eager torch ops, one call of the rule per parameter, every device and dtype.
+``fast``: the rule traced once per configuration and compiled with numba into one kernel per
+call that updates many CPU tensors in place (``descend.engines.fast``; needs ``descend[fast]``).
+``auto`` (the default): the fast engine where it applies, the reference engine elsewhere
+(other devices, bfloat16/float16, tensor subclasses, or numba not installed).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+
 from descend.engines import reference
 
-ENGINES = {"reference": reference}
+IMPLS = ("auto", "fast", "reference")
 
 
+@functools.cache
+def fast_available() -> bool:
+    """Whether numba is installed (checked without importing it: that takes a while)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
 def select(impl: str):
-    """The engine for ``impl`` ("auto" picks the fastest engine that is available)."""
-    if impl == "auto":
+    """The engine for ``impl``: an object with ``apply(rule, params, states, names, hyper)``."""
+    if impl == "reference":
         return reference
-    try:
-        return ENGINES[impl]
-    except KeyError:
-        raise ValueError(
-            f"unknown impl={impl!r}; choose one of {['auto', *ENGINES]}"
-        ) from None
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl={impl!r}; choose one of {list(IMPLS)}")
+    if not fast_available():
+        if impl == "auto":
+            return reference
+        raise ValueError("impl='fast' needs numba, which is not installed: "
+                         "pip install 'descend[fast]' (or use impl='auto' or 'reference')")
+    from descend.engines.fast import FastEngine
+
+    return FastEngine(strict=impl == "fast")

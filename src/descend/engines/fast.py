@@ -1,0 +1,200 @@
+"""The fast engine: the same rule, traced once per configuration and compiled into one numba
+kernel that updates many tensors per call, in place, at the memory-bandwidth limit.
+
+What it covers: CPU tensors of float32 or float64 (complex64/128 as pairs of reals), plain
+``torch.Tensor`` / ``nn.Parameter``, any strides (dense layouts are run in place; a strided view
+is staged through one contiguous copy). Everything else (bfloat16/float16, CUDA and other devices,
+tensor subclasses such as DTensor, rules that leave the elementwise vocabulary) runs on the
+reference engine under ``impl="auto"``; ``impl="fast"`` raises instead, saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from descend.engines import codegen, reference
+from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
+
+DTYPES = {torch.float32: "float32", torch.float64: "float64",
+          torch.complex64: "float32", torch.complex128: "float64"}
+PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+
+# Below this many elements per call a serial loop beats handing work to a second thread (the
+# hand-off costs microseconds when cores are idle, milliseconds when they are oversubscribed).
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+_traces: dict[tuple, list[Trace] | TraceError] = {}
+_kernels: dict[tuple[int, str], Any] = {}
+
+
+class FastEngineError(ValueError):
+    """impl="fast" was asked for something only the reference engine runs."""
+
+
+def unsupported_reason(p: Tensor) -> str | None:
+    """Why the fast engine cannot update ``p`` (None when it can)."""
+    if type(p) not in PLAIN_TYPES:
+        return f"{type(p).__name__} parameters (tensor subclasses) are not supported"
+    if not p.is_cpu:
+        return (f"parameters on {p.device.type} are not supported (the fast engine is CPU-only; "
+                "other devices use the reference engine)")
+    if p.dtype not in DTYPES:
+        return f"{p.dtype} is not supported (float32, float64, complex64, complex128 are)"
+    return None
+
+
+def _trace_for(rule: Callable, state_names: Sequence[str], hyper: Mapping[str, Any],
+               step: float) -> Trace:
+    """The cached trace whose guards hold for these values, tracing anew if none does."""
+    key = (rule, tuple(state_names), configuration(hyper))
+    cached = _traces.setdefault(key, [])
+    if isinstance(cached, TraceError):
+        raise cached
+    scalars = flatten_scalars(hyper, step)
+    for trace in cached:
+        if trace.holds(scalars):
+            return trace
+    try:
+        trace = trace_rule(rule, state_names, hyper, step)
+    except TraceError as e:
+        _traces[key] = e
+        raise
+    cached.append(trace)
+    return trace
+
+
+def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
+    key = (id(trace), dtype)
+    if key not in _kernels:
+        name = f"{rule.__module__}.{rule.__qualname__}"
+        _kernels[key] = codegen.load_kernel(codegen.kernel_source(trace, dtype, name))
+    return _kernels[key]
+
+
+def _operands(p: Tensor, state: Mapping[str, Any], state_names: Sequence[str]) -> list[Tensor]:
+    """p, g and the state buffers, as real tensors sharing p's memory layout."""
+    tensors = [p, p.grad, *(state[n] for n in state_names)]
+    return [torch.view_as_real(t) for t in tensors] if p.is_complex() else tensors
+
+
+def _address_row(ops: Sequence[Tensor]) -> list[int] | None:
+    """The operands' addresses, or None unless the kernel may stream them as flat arrays of p's
+    dtype and size (a mismatch would make it touch memory that is not theirs)."""
+    p = ops[0]
+    n, dtype = p.numel(), p.dtype
+    row = []
+    for t in ops:  # a plain loop: this runs for every tensor at every step
+        if t.dtype is not dtype or t.numel() != n or not t.is_contiguous():
+            return None
+        row.append(t.data_ptr())
+    return row
+
+
+def _run(trace: Trace, kernel: Any, rows: list[list[int]], sizes: list[int], steps: np.ndarray,
+         hyper: Mapping[str, Any]) -> None:
+    """One kernel call over tensors given by their operands' addresses (``trace.tensors`` order)
+    and sizes."""
+    addresses = np.array(rows, dtype=np.int64)
+    counts = np.array(sizes, dtype=np.int64)
+    first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum((counts + codegen.BLOCK - 1) // codegen.BLOCK, out=first_block[1:])
+    scalars = flatten_scalars(hyper, 0.0)
+    values = np.array([scalars[n] for n in trace.hypers], dtype=np.float64)
+    serial = sum(sizes) < PARALLEL_MIN_ELEMENTS or numba.get_num_threads() == 1
+    (kernel.step_serial if serial else kernel.step_parallel)(
+        addresses, counts, first_block, steps, values)
+
+
+def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.ndarray,
+                 hyper: Mapping[str, Any]) -> None:
+    """One parameter whose operands are not all contiguous.
+
+    All operands are viewed in the dimension order of p's strides: a dense layout (a transposed
+    weight, its grad and state) becomes contiguous views of the same memory; an operand that is
+    still strided goes through a contiguous copy, written back if it is an output.
+    """
+    order = sorted(range(ops[0].dim()), key=lambda d: ops[0].stride(d), reverse=True)
+    views = [t.permute(order) for t in ops]
+    linear = [v if v.is_contiguous() else v.contiguous() for v in views]
+    _run(trace, kernel, [[t.data_ptr() for t in linear]], [linear[0].numel()], steps, hyper)
+    for i, (view, copy) in enumerate(zip(views, linear, strict=True)):
+        if copy is not view and i != 1:  # operand 1, the gradient, is only read
+            view.copy_(copy)
+
+
+class FastEngine:
+    """Applies a rule with compiled kernels; ``strict`` raises where the reference would run."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+
+    def apply(self, rule: Callable, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
+              state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
+        batches: dict[str, list[int]] = {}
+        others: list[int] = []
+        for i, p in enumerate(params):
+            reason = unsupported_reason(p)
+            if reason is not None:
+                if self.strict:
+                    raise FastEngineError(f"impl='fast': {reason}. Use impl='auto' (fast where "
+                                          "possible, reference elsewhere) or impl='reference'.")
+                others.append(i)
+            elif p.numel():
+                batches.setdefault(DTYPES[p.dtype], []).append(i)
+        try:
+            for dtype, indices in batches.items():
+                self._apply_batch(rule, dtype, [params[i] for i in indices],
+                                  [states[i] for i in indices], state_names, hyper)
+        except TraceError as e:
+            if self.strict:
+                raise FastEngineError(f"impl='fast': {e}. Use impl='reference'.") from e
+            others = list(range(len(params)))  # nothing was written: the trace comes first
+        if others:
+            reference.apply(rule, [params[i] for i in others], [states[i] for i in others],
+                            state_names, hyper)
+
+    def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
+                     states: Sequence[dict[str, Any]], state_names: Sequence[str],
+                     hyper: Mapping[str, Any]) -> None:
+        steps = torch.stack([s["step"] for s in states]).to(torch.float64).numpy()
+        distinct = np.unique(steps)
+        if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
+            trace = _trace_for(rule, state_names, hyper, float(distinct[0]))
+            self._run_trace(rule, trace, dtype, params, states, state_names, hyper, steps)
+            return
+        traces = {float(s): _trace_for(rule, state_names, hyper, float(s)) for s in distinct}
+        by_trace: dict[int, list[int]] = {}
+        for i, s in enumerate(steps.tolist()):
+            by_trace.setdefault(id(traces[s]), []).append(i)
+        for trace in {id(t): t for t in traces.values()}.values():
+            indices = by_trace[id(trace)]
+            self._run_trace(rule, trace, dtype, [params[i] for i in indices],
+                            [states[i] for i in indices], state_names, hyper, steps[indices])
+
+    def _run_trace(self, rule: Callable, trace: Trace, dtype: str, params: Sequence[Tensor],
+                   states: Sequence[dict[str, Any]], state_names: Sequence[str],
+                   hyper: Mapping[str, Any], steps: np.ndarray) -> None:
+        kernel = _kernel(trace, dtype, rule)
+        rows, sizes, direct, strided = [], [], [], []
+        for k, (p, state) in enumerate(zip(params, states, strict=True)):
+            ops = _operands(p, state, state_names)
+            row = _address_row(ops)
+            if row is None:
+                strided.append((k, ops))
+            else:
+                rows.append(row)
+                sizes.append(ops[0].numel())
+                direct.append(k)
+        if rows:
+            _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
+        for k, ops in strided:  # one at a time: at most one copy per operand is alive
+            if all(t.shape == ops[0].shape and t.dtype == ops[0].dtype for t in ops):
+                _run_strided(trace, kernel, ops, steps[[k]], hyper)
+            else:  # mismatched state (set by hand?): the reference engine says what is wrong
+                reference.apply(rule, [params[k]], [states[k]], state_names, hyper)
