@@ -22,7 +22,7 @@ class Interval:
         return self.low <= x and (x <= self.high if self.closed else x < self.high)
 
     def __str__(self) -> str:
-        right = "]" if self.closed or self.high == math.inf else ")"
+        right = "]" if self.closed and self.high != math.inf else ")"
         high = "inf" if self.high == math.inf else f"{self.high:g}"
         return f"[{self.low:g}, {high}{right}"
 
@@ -56,7 +56,7 @@ def check(name: str, value: Any, allowed: Interval, owner: str) -> None:
     if math.isnan(x) or x not in allowed:
         raise ValueError(
             f"{owner}: invalid {name}={x:g}; allowed range is {allowed}. "
-            f"Pass a {name} in that range."
+            f"Pass a value of {name} in that range."
         )
 
 

@@ -7,14 +7,16 @@ from torch import Tensor
 
 from descend import rules
 from descend.optimizer import Optimizer
-from descend.validation import NONNEGATIVE, UNIT_CLOSED
+from descend.validation import NONNEGATIVE, UNIT
 
 
 class Adadelta(Optimizer):
     """AdaDelta. Same signature and defaults as ``torch.optim.Adadelta``."""
 
     rule = staticmethod(rules.adadelta)
-    ranges = {"lr": NONNEGATIVE, "rho": UNIT_CLOSED, "eps": NONNEGATIVE,
+    # rho in [0, 1) as for every decay rate (issue 2); torch also accepts rho = 1, where both
+    # running averages stay at zero and AdaDelta degenerates into SGD with step lr.
+    ranges = {"lr": NONNEGATIVE, "rho": UNIT, "eps": NONNEGATIVE,
               "weight_decay": NONNEGATIVE}
 
     def __init__(
