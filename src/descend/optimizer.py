@@ -145,8 +145,9 @@ class Optimizer(torch.optim.Optimizer):
             if not state:
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state.update(self.initial_state(p, group))
-            state["step"] += 1
             states.append(state)
+        # One call for all step counters: a per-tensor += costs more than a small tensor's update.
+        torch._foreach_add_([state["step"] for state in states], 1)
         engine = engines.select(group["impl"])
         engine.apply(rule, params, states, names, self._hyperparameters(group, rule))
 
