@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -183,7 +183,7 @@ def train(
                        target_accuracy=target if task.classification else None)
     loop = _Loop(task, model, optimizer, splits, result, batch, divergence_factor)
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or _auto_threads(model, batch, old_threads))
+    torch.set_num_threads(threads or auto_threads(model, batch, old_threads))
     try:
         loop.run(epochs, evals_per_epoch, max_seconds, on_epoch, on_step,
                  torch.Generator().manual_seed(seed))
@@ -193,7 +193,18 @@ def train(
     return result
 
 
-def _auto_threads(model: nn.Module, batch: int, available: int) -> int:
+def epoch_batches(n: int, batch: int, shuffle: torch.Generator) -> Iterator[Tensor | None]:
+    """One epoch of minibatches: index tensors into a fresh permutation of ``range(n)``, or a
+    single None (the whole split, in order) when ``batch >= n``."""
+    if batch >= n:
+        yield None
+        return
+    order = torch.randperm(n, generator=shuffle)
+    for start in range(0, n, batch):
+        yield order[start:start + batch]
+
+
+def auto_threads(model: nn.Module, batch: int, available: int) -> int:
     """One thread for small steps (thread start-up costs more than it saves there, and the lab
     often shares the machine); all of them once a step is tens of millions of multiply-adds."""
     work = batch * sum(p.numel() for p in model.parameters())
@@ -226,9 +237,8 @@ class _Loop:
         eval_steps = {math.ceil(per_epoch * j / evals_per_epoch)
                       for j in range(1, evals_per_epoch + 1)}
         for epoch in range(epochs):
-            order = torch.randperm(n, generator=shuffle) if per_epoch > 1 else None
-            for i in range(per_epoch):
-                loss = self.step(None if order is None else order[i * batch:(i + 1) * batch])
+            for i, index in enumerate(epoch_batches(n, batch, shuffle)):
+                loss = self.step(index)
                 if on_step is not None:
                     on_step(self.steps, loss)
                 self.record_curve(loss, curve_stride)
