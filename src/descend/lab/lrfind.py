@@ -156,8 +156,8 @@ def plot(result: LrFindResult, path: Path) -> Path:
         ax.plot([result.suggested_lr], [result.smoothed[at]], "o", color="black",
                 label=f"suggested lr {result.suggested_lr:.3g} ({result.method})")
     if result.smoothed:  # keep the blow-up from flattening the interesting part
-        low, start = min(result.smoothed), result.smoothed[0]
-        ax.set_ylim(low - 0.05 * (start - low + 1e-12), max(start, low) * 1.3 + 1e-12)
+        low, start = min(*result.losses, *result.smoothed), result.smoothed[0]
+        ax.set_ylim(low - 0.05 * abs(start - low), start + 0.3 * abs(start - low) + 1e-12)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
