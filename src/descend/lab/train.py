@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from copy import deepcopy as copy_module
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -177,6 +178,7 @@ def train(
 
     torch.manual_seed(seed)
     model = task.build_model(seed)
+    warm_up(task, model, spec, splits.train, batch)
     optimizer = spec.build(model.parameters())
     result = RunResult(task.name, spec.label, seed, spec_lr(spec),
                        "full" if requested == "full" else batch, epochs,
@@ -191,6 +193,18 @@ def train(
         torch.set_num_threads(old_threads)
     result.steps, result.seconds, result.step_seconds = loop.steps, loop.seconds, loop.step_seconds
     return result
+
+
+def warm_up(task: Task, model: nn.Module, spec: OptimizerSpec, train_split: Split,
+            batch: int) -> None:
+    """One step on a throwaway copy of ``model``, so that one-time costs (an engine compiling
+    its kernel for this configuration, lazy allocations) stay out of the measured seconds.
+    The model, the global RNG and everything the run measures are left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        copy = copy_module(model)
+        optimizer = spec.build(copy.parameters())
+        task.loss(copy(train_split.x[:batch]), train_split.y[:batch]).backward()
+        optimizer.step()
 
 
 def epoch_batches(n: int, batch: int, shuffle: torch.Generator) -> Iterator[Tensor | None]:
