@@ -6,7 +6,7 @@ import copy
 import pickle
 
 import torch
-from optimizer_info import assert_same_tensors, configs, make_model, train
+from optimizer_info import TORCH_CONFIGS, assert_same_tensors, configs, make_model, train
 from torch.optim.lr_scheduler import StepLR
 
 BEFORE, AFTER = 7, 8
@@ -82,3 +82,30 @@ def test_repr_names_the_class_and_every_group_hyperparameter(config):
     for key, value in opt.param_groups[1].items():
         if key != "params":
             assert f"{key}: {value}" in text
+
+
+def _resume(config, first_build, then_build, path):
+    """BEFORE steps with one implementation, checkpoint, AFTER steps with the other."""
+    model = make_model()
+    opt = first_build(config.groups(model))
+    train(model, opt, BEFORE)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, path)
+    resumed = make_model(seed=123)
+    resumed_opt = then_build(config.groups(resumed))
+    checkpoint = torch.load(path, weights_only=True)
+    resumed.load_state_dict(checkpoint["model"])
+    resumed_opt.load_state_dict(checkpoint["optimizer"])
+    train(resumed, resumed_opt, AFTER)
+    return resumed
+
+
+@configs(TORCH_CONFIGS)
+def test_a_torch_optim_checkpoint_resumes_in_descend_and_back(config, tmp_path):
+    """Drop-in both ways: torch.optim's state dicts load into descend and descend's into torch."""
+    reference = make_model()
+    reference_opt = config.build_torch(config.groups(reference))
+    train(reference, reference_opt, BEFORE + AFTER)
+    for first, then in ((config.build_torch, config.build), (config.build, config.build_torch)):
+        resumed = _resume(config, first, then, tmp_path / "checkpoint.pt")
+        for p, q in zip(resumed.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-9, atol=0)

@@ -17,6 +17,8 @@ from optimizer_info import (
 )
 from torch import nn
 
+from descend import SGD
+
 
 @configs()
 def test_step_with_closure_returns_its_loss_and_without_returns_none(config):
@@ -106,3 +108,19 @@ def test_sparse_gradients_are_refused_clearly_and_nothing_changes(config):
     with pytest.raises(RuntimeError, match="sparse gradients.*sparse=False"):
         opt.step()
     assert_unchanged(opt, before)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_switched_on_mid_run_matches_torch(nesterov):
+    """A buffer the state lacks (momentum was 0 at the first step) starts like torch's: b = g."""
+    def run(cls):
+        model = make_model()
+        opt = cls(model.parameters(), lr=0.05)
+        train(model, opt, 3)
+        opt.param_groups[0].update(momentum=0.9, nesterov=nesterov)
+        train(model, opt, 4)
+        return model
+
+    ours, theirs = run(SGD), run(torch.optim.SGD)
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=0)

@@ -92,6 +92,30 @@ class Optimizer(torch.optim.Optimizer):
         self.skipped_steps = state.pop("skipped_steps", 0)
         super().__setstate__(state)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load, which replaces each group by the saved one; keys the saved group lacks
+        (descend's own, such as ``impl`` or ``momentum_form``, in a torch.optim checkpoint)
+        keep the value this optimizer was built with."""
+        built_with = [dict(group) for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, before in zip(self.param_groups, built_with, strict=True):
+            for key, value in before.items():
+                group.setdefault(key, value)
+
+    def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
+                        names: tuple[str, ...]) -> None:
+        """Lazy state: the step counter and the buffers this group's configuration needs.
+
+        A buffer can be missing after the first step too: momentum turned on mid-run (by hand
+        or by OneCycleLR), or a torch.optim.SGD checkpoint, which keeps no step counter (its
+        momentum buffer means at least one step was taken, so the count resumes from 1)."""
+        if "step" not in state:
+            state["step"] = torch.tensor(1.0 if state else 0.0, dtype=torch.float32)
+        missing = [name for name in names if name not in state]
+        if missing:
+            initial = self.initial_state(p, group)
+            state.update({name: initial[name] for name in missing})
+
     def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any]) -> dict[str, Any]:
         """The group's values for the rule's keyword arguments, one-element tensors as floats."""
         owner = type(self).__name__
@@ -142,9 +166,8 @@ class Optimizer(torch.optim.Optimizer):
         states = []
         for p in params:
             state = self.state[p]
-            if not state:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state.update(self.initial_state(p, group))
+            if len(state) <= len(names):  # new, or short of a buffer or of the step counter
+                self._complete_state(p, state, group, names)
             states.append(state)
         # One call for all step counters: a per-tensor += costs more than a small tensor's update.
         torch._foreach_add_([state["step"] for state in states], 1)
