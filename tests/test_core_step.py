@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from optimizer_info import (
     CONFIGS,
+    REPRESENTATIVES,
     assert_same_tensors,
     assert_unchanged,
     configs,
@@ -124,3 +127,27 @@ def test_momentum_switched_on_mid_run_matches_torch(nesterov):
     ours, theirs = run(SGD), run(torch.optim.SGD)
     for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-9, atol=0)
+
+
+@configs(REPRESENTATIVES)
+def test_torch_implementation_keywords_are_accepted_as_hints(config):
+    """foreach / fused / capturable change nothing in descend: same result as without them."""
+    names = inspect.signature(config.cls.__init__).parameters
+    hints = {k: True for k in ("foreach", "fused", "capturable") if k in names}
+    with_hints, plain = make_model(), make_model()
+    train(with_hints, config.build(config.groups(with_hints), **hints), 3)
+    train(plain, config.build(config.groups(plain)), 3)
+    assert_same_tensors([p.detach() for p in with_hints.parameters()],
+                        [p.detach() for p in plain.parameters()])
+
+
+@configs(REPRESENTATIVES)
+def test_step_hooks_run_around_each_step(config):
+    model = make_model()
+    opt = config.build(config.groups(model))
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o.state_dict())))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", len(o.state))))
+    train(model, opt, 2)
+    assert [c[0] for c in calls] == ["pre", "post", "pre", "post"]
+    assert calls[0][1]["state"] == {} and calls[1][1] == len(list(model.parameters()))
