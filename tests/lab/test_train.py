@@ -4,6 +4,7 @@ say, divergence is recorded, and full-batch SGD matches gradient descent compute
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -100,3 +101,22 @@ def test_result_round_trips_through_a_dict(mnist):
 def test_bad_batch_size_is_a_clear_error(mnist):
     with pytest.raises(ValueError, match="'full'.*1.*positive integer"):
         train(mnist, parse_spec("sgd"), epochs=1, batch_size=0)
+
+
+def test_nan_loss_is_recorded_as_diverged():
+    """log(loss - 300) on the noisy quadratic turns NaN once training pushes the loss below
+    300 (it starts near 349 and settles near 240)."""
+    quadratic = tasks.get("quadratic")
+    task = replace(quadratic, loss=lambda out, y: torch.log(out.mean() - 300))
+    result = train(task, parse_spec("sgd:lr=0.01"), epochs=5)
+    assert result.diverged and "is not finite" in result.stop_reason
+    assert all(math.isfinite(loss) for _, loss in result.curve)
+
+
+def test_on_epoch_sees_every_whole_epoch_and_the_curve_is_subsampled(mnist):
+    seen = []
+    result = train(mnist, parse_spec("sgd:lr=0.01"), epochs=2, batch_size=1,
+                   splits=tiny(mnist.load(0), 300), on_epoch=seen.append)
+    assert [p.epoch for p in seen] == [1.0, 2.0] and seen == result.per_epoch[1:]
+    steps = [step for step, _ in result.curve]
+    assert steps == sorted(steps) and steps[-1] == 600 and len(steps) <= 501
