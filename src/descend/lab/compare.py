@@ -36,6 +36,7 @@ SEED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop
 DEFAULT_TASK = "mnist"
 DEFAULT_SEEDS = 3
 DEFAULT_OUT = "descend-report"
+WIDEN = 2  # rates a sweep may add beyond the edge of a grid the user did not give
 # Options that define the experiment. They default to None so that --resume can tell the
 # options given on this command line from those to take from the stored compare.
 _CONFIG_OPTIONS = ("task", "optimizers", "seeds", "epochs", "batch_size", "lr_grid", "lr_find",
@@ -146,6 +147,7 @@ def _build_config(options: dict[str, Any], stored: CompareConfig | None) -> Comp
     if max_train is not None:
         _positive(max_train, "--max-train", "e.g. --max-train 500")
     keep_grids = stored is not None and "lr_grid" not in options and stored.task == task.name
+    widen = 0 if "lr_grid" in options else stored.widen if keep_grids else WIDEN
     grids = {}
     for label in labels:
         lr = parse_spec(label).hyperparameters.get("lr")
@@ -157,7 +159,8 @@ def _build_config(options: dict[str, Any], stored: CompareConfig | None) -> Comp
             grids[label] = grid
     return CompareConfig(task=task.name, optimizers=tuple(labels), seeds=seeds, epochs=epochs,
                          batch_sizes=batch_sizes, grids=grids,
-                         lr_find=bool(options.get("lr_find")), target_accuracy=target,
+                         lr_find=bool(options.get("lr_find")), widen=widen,
+                         target_accuracy=target,
                          max_train=max_train, data_dir=options.get("data_dir"))
 
 
@@ -269,6 +272,7 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
             bar.set_postfix_str("")
             spec = OptimizerSpec(**_spec_fields(run_config)).with_lr(run_config["lr"])
             data = splits(run_config["seed"])
+            warm_up(spec, data)
             steps_per_epoch = _steps_per_epoch(run_config["batch_size"], len(data.train))
             every = max(1, steps_per_epoch // 10)
 
@@ -282,14 +286,33 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
                                batch_size=run_config["batch_size"], splits=data,
                                on_step=on_step, threads=threads, target_accuracy=None)
             except Exception as e:  # one broken run must not stop the sweep; it is recorded
-                bar.write(f"descend compare: {description} failed: {type(e).__name__}: {e}")
+                bar.write(f"descend compare: {description} failed: {type(e).__name__}: {e}",
+                          file=sys.stderr)
                 return RunRecord(run_config, "failed", error=f"{type(e).__name__}: {e}")
             if result.diverged:
-                bar.write(f"descend compare: {description} {result.stop_reason}")
+                bar.write(f"descend compare: {description} {result.stop_reason}",
+                          file=sys.stderr)
             return _record(run_config, result)
 
         def done(run: RunRecord, reused: bool) -> None:
+            if bar.n >= bar.total:  # a sweep widened beyond its grid
+                bar.total = bar.n + 1
             bar.update(1)
+
+        warmed: set[str] = set()
+
+        def warm_up(spec: OptimizerSpec, data: Splits) -> None:
+            """One throwaway step per optimizer configuration, so one-time costs (the fast
+            engine compiling its kernel) stay out of the step timings."""
+            if spec.label in warmed:
+                return
+            warmed.add(spec.label)
+            try:
+                model = task.build_model(0)
+                task.loss(model(data.train.x[:8]), data.train.y[:8]).backward()
+                spec.build(model.parameters()).step()
+            except Exception:  # the real run will meet and record the same problem
+                pass
 
         execute(config, store, train_one, done)
         bar.set_description(f"compare {config.task}: done")

@@ -115,7 +115,7 @@ def lr_sweep(results: Sequence[OptimizerResult], colours: dict[str, str],
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(10.5, 4.2), layout="constrained")
         diverged_any = False
-        for result in results:
+        for i, result in enumerate(results):
             c = colours[result.label]
             points = sorted((lr, _number(run.final.get(key))) for lr, run in
                             result.sweep.items() if run is not None and run.status == "finished")
@@ -129,7 +129,7 @@ def lr_sweep(results: Sequence[OptimizerResult], colours: dict[str, str],
             bad = [lr for lr, run in result.sweep.items() if run and run.status != "finished"]
             if bad:
                 diverged_any = True
-                ax.plot(bad, [0.02] * len(bad), marker="x", linestyle="none", color=c,
+                ax.plot(bad, [0.03 + 0.03 * i] * len(bad), marker="x", linestyle="none", color=c,
                         transform=ax.get_xaxis_transform(), markersize=8)
         ax.set_xscale("log")
         _format_y(ax, key)

@@ -24,6 +24,7 @@ from typing import Any
 from descend.cli import UserError
 from descend.lab.files import check_writable, write_bytes_atomic, write_text_atomic
 from descend.lab.report_html import Figure, render
+from descend.lab.spec import OptimizerSpec, parse_spec
 from descend.lab.store import FILENAME, RunStore
 from descend.lab.summary import Row, summarize
 from descend.lab.sweep import CompareConfig, OptimizerResult, collect
@@ -111,13 +112,14 @@ def write_report(folder: str | Path, config: CompareConfig, store: RunStore,
     html = render(config=config, rows=rows, results=results, plots=plots,
                   landscapes=landscape_figures, landscape_note=landscape_note,
                   environment=environment(), accuracy=accuracy,
-                  missing=config.total_runs() - _present(results))
+                  missing=_missing(results, config.seeds))
     return write_text_atomic(folder / REPORT, html)
 
 
-def _present(results: list[OptimizerResult]) -> int:
-    return sum(sum(run is not None for run in r.sweep.values()) +
-               sum(run.config["seed"] != 0 for run in r.seeds) for r in results)
+def _missing(results: list[OptimizerResult], seeds: int) -> int:
+    """Runs an interrupted compare still owes: sweep runs not there, seeds not trained."""
+    return sum(sum(run is None for run in r.sweep.values()) +
+               (seeds - len(r.seeds) if r.chosen_lr is not None else 0) for r in results)
 
 
 def _landscapes(folder: Path, config: CompareConfig) -> tuple[list[Figure], str]:
@@ -127,11 +129,20 @@ def _landscapes(folder: Path, config: CompareConfig) -> tuple[list[Figure], str]
 
         target = folder / "landscapes"
         target.mkdir(exist_ok=True)
-        pictures = report_figures(target)
+        pictures = report_figures(target, specs=_without_lr(config.optimizers))
         return [Figure(str(Path(path).relative_to(folder)), caption, "",
                        Path(path).read_bytes()) for caption, path in pictures], ""
     except Exception as e:  # a missing or broken plotting module must not lose the report
         return [], f"Landscape pictures are unavailable here ({type(e).__name__}: {e})."
+
+
+def _without_lr(labels: tuple[str, ...]) -> list[OptimizerSpec]:
+    """The compared optimizers without their learning rates: a rate tuned for the task means
+    nothing on a 2-D function, so each landscape's own rate is used."""
+    specs = [parse_spec(label) for label in labels]
+    specs = [OptimizerSpec(s.name, {k: v for k, v in s.hyperparameters.items() if k != "lr"})
+             for s in specs]
+    return list({s.label: s for s in specs}.values())
 
 
 def summary_text(config: CompareConfig, store: RunStore) -> str:

@@ -45,7 +45,7 @@ table { border-collapse: collapse; width: 100%; font-size: 13.5px; margin: 8px 0
 th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: right;
   vertical-align: top; white-space: nowrap; }
 th { background: var(--soft); font-weight: 600; white-space: normal; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, th.notes { text-align: left; }
 td.best { font-weight: 700; color: var(--accent); }
 td.chosen { font-weight: 700; background: #e8f1fc; }
 td.bad { color: #b42318; }
@@ -57,8 +57,6 @@ figure { margin: 12px 0 24px; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
   border-radius: 6px; background: #fff; }
 figcaption { color: var(--muted); font-size: 13.5px; margin-top: 6px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
-.grid figure { margin: 0; }
 .rules { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 14px; }
 .rule { border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
 .rule h3 { margin: 0 0 6px; }
@@ -82,7 +80,7 @@ def render(*, config: CompareConfig, rows: Sequence[Row], results: Sequence[Opti
     task = tasks.get(config.task)
     sections = [
         _header(config, task.description, environment),
-        _missing(missing, config) if missing > 0 else "",
+        _missing(missing) if missing > 0 else "",
         "<h2>Results</h2>", _results_table(rows, accuracy, config),
         *(_figure(f) for f in plots if f.name != "lr-sweep.png"),
         "<h2>Learning-rate sweep</h2>" if any(len(r.sweep) > 1 for r in results) else "",
@@ -90,7 +88,7 @@ def render(*, config: CompareConfig, rows: Sequence[Row], results: Sequence[Opti
         _sweep_table(results, accuracy) if any(len(r.sweep) > 1 for r in results) else "",
         _landscapes(landscapes, landscape_note),
         _rules(config),
-        _method(config, environment, accuracy),
+        _method(config, results, environment, accuracy),
     ]
     body = "\n".join(s for s in sections if s)
     title = escape(f"descend compare: {config.task}")
@@ -120,10 +118,10 @@ def _header(config: CompareConfig, description: str, env: dict[str, Any]) -> str
             + "</div></header>")
 
 
-def _missing(missing: int, config: CompareConfig) -> str:
-    return (f'<p class="note">{missing} of {config.total_runs()} runs are missing: the compare '
-            "was interrupted. Continue it with <code>descend compare --resume --out DIR</code>; "
-            "finished runs are kept.</p>")
+def _missing(missing: int) -> str:
+    return (f'<p class="note">{missing} run(s) are missing: the compare was interrupted. '
+            "Continue it with <code>descend compare --resume --out DIR</code>; finished runs "
+            "are kept.</p>")
 
 
 def _results_table(rows: Sequence[Row], accuracy: bool, config: CompareConfig) -> str:
@@ -148,7 +146,8 @@ def _results_table(rows: Sequence[Row], accuracy: bool, config: CompareConfig) -
         cells += [f"<td>{row.step_ms_text}</td>", f"<td>{_num(row.run_seconds, '.2f')}</td>",
                   f'<td class="notes">{escape(_notes(row))}</td>']
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{escape(h)}</th>"
+    return ('<div class="scroll"><table><thead><tr>' + "".join(
+            f'<th class="notes">{h}</th>' if h == "notes" else f"<th>{escape(h)}</th>"
             for h in head) + "</tr></thead><tbody>" + "\n".join(body)
             + "</tbody></table></div>"
             '<p class="sub">Test metrics at the end of training over the seeds at the chosen '
@@ -215,12 +214,13 @@ def _sweep_table(results: Sequence[OptimizerResult], accuracy: bool) -> str:
 def _landscapes(landscapes: Sequence[Figure], note: str) -> str:
     if not landscapes and not note:
         return ""
-    intro = ("<p>The same optimizers on 2-D test functions, from the usual start points: the "
-             "pictures the seed articles draw, computed.</p>")
+    intro = ("<p>The same optimizers on 2-D test functions, from the usual start points, each "
+             "at the landscape's own learning rate (a rate tuned for the task means nothing "
+             "here): the pictures the seed articles draw, computed.</p>")
     if not landscapes:
         return f'<h2>Landscapes</h2><p class="note">{escape(note)}</p>'
-    return ('<h2>Landscapes</h2>' + intro + '<div class="grid">'
-            + "".join(_figure(f, title=False, caption=f.title) for f in landscapes) + "</div>")
+    return ("<h2>Landscapes</h2>" + intro
+            + "".join(_figure(f, title=False, caption=f.title) for f in landscapes))
 
 
 def _rules(config: CompareConfig) -> str:
@@ -271,11 +271,15 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
-def _method(config: CompareConfig, env: dict[str, Any], accuracy: bool) -> str:
+def _method(config: CompareConfig, results: Sequence[OptimizerResult], env: dict[str, Any],
+            accuracy: bool) -> str:
     metric = "accuracy" if accuracy else "loss"
-    grids = "".join(f"<li><code>{escape(label)}</code>: "
-                    f"{', '.join(f'{lr:g}' for lr in config.grids[label])}</li>"
-                    for label in config.optimizers)
+    grids = "".join(f"<li><code>{escape(r.label)}</code>"
+                    + (f" (batch {escape(str(r.batch_size))})" if len(config.batch_sizes) > 1
+                       else "")
+                    + f": {', '.join(f'{lr:g}' for lr in r.sweep)}</li>" for r in results)
+    widen = (f" When the best rate lies on the edge of the grid, the sweep goes one grid step "
+             f"further out, up to {config.widen} time(s)." if config.widen else "")
     origin = " centred on the LR range test's suggestion (Smith 2017)" if config.lr_find else ""
     env_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
                        for k, v in env.items())
@@ -283,12 +287,14 @@ def _method(config: CompareConfig, env: dict[str, Any], accuracy: bool) -> str:
         "<h2>How these numbers were made</h2>"
         f"<p>For each optimizer and batch size, seed 0 is trained at every learning rate of "
         f"its grid{origin}; the rate with the best validation {metric} at the end of training "
-        f"is chosen, then trained with seeds 0 to {config.seeds - 1}. Results are reported on "
+        f"is chosen, then trained with seeds 0 to {config.seeds - 1}.{widen} Results are "
+        "reported on "
         "the test split, which never takes part in the choice (the protocol of DeepOBS, "
         "Schneider et al. 2019). A run whose loss turns non-finite or grows a thousandfold "
         "is stopped and recorded as diverged; a diverged rate is never chosen. Seeds vary "
-        "the initialization and the order of the mini-batches.</p>"
-        f"<h3>Learning-rate grids</h3><ul>{grids}</ul>"
+        "the initialization and the order of the mini-batches. Seconds are wall-clock time on "
+        "the machine below: other work running on it at the same time inflates them.</p>"
+        f"<h3>Learning rates tried</h3><ul>{grids}</ul>"
         '<h3>Machine</h3><table style="width:auto">' + env_rows + "</table>"
         "<details><summary>Configuration (as stored in runs.sqlite)</summary><pre>"
         + escape(json.dumps(config.to_json(), indent=1)) + "</pre></details>")

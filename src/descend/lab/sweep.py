@@ -5,7 +5,8 @@ Protocol (DeepOBS, Schneider, Balles and Hennig 2019): for every batch size and 
 with seed 0 at each learning rate of a small log-spaced grid, choose the rate with the best
 *validation* metric at the end of training (accuracy, or loss for regression tasks; a diverged or
 failed rate is never chosen), then train that rate with seeds ``0 .. seeds-1`` and report the
-*test* metrics over those seeds.
+*test* metrics over those seeds. A best rate on the edge of the grid says the grid was too narrow:
+the sweep then goes one grid step further out, a bounded number of times.
 
 A run is identified by its configuration (task, data, optimizer and its hyperparameters, lr,
 seed, batch size, epochs): the store keeps it under that key, so a run is never trained twice,
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from descend.lab.spec import OptimizerSpec, parse_spec
-from descend.lab.store import RunRecord, RunStore
+from descend.lab.store import RunRecord, RunStore, canonical_json
 
 BatchSize = int | str  # "full" (batch gradient descent), 1 (stochastic) or N (mini-batch)
 
@@ -29,7 +30,8 @@ BatchSize = int | str  # "full" (batch gradient descent), 1 (stochastic) or N (m
 class CompareConfig:
     """What ``descend compare`` was asked to do; stored with the runs, so ``descend report``
     and ``--resume`` need nothing else. ``grids`` maps each optimizer label to the learning
-    rates it is swept over (one rate when the spec sets ``lr``)."""
+    rates it is swept over (one rate when the spec sets ``lr``); ``widen`` is how many times
+    a sweep may add a rate beyond the grid's edge when the best rate lies on it."""
 
     task: str
     optimizers: tuple[str, ...]
@@ -38,6 +40,7 @@ class CompareConfig:
     batch_sizes: tuple[BatchSize, ...]
     grids: dict[str, tuple[float, ...]]
     lr_find: bool = False
+    widen: int = 0
     target_accuracy: float | None = None
     max_train: int | None = None
     data_dir: str | None = None
@@ -69,7 +72,8 @@ class CompareConfig:
                 "batch_size": batch_size, "epochs": self.epochs}
 
     def total_runs(self) -> int:
-        """How many runs the whole compare trains (seed 0 of the chosen lr is a sweep run)."""
+        """How many runs the compare trains at least (seed 0 of the chosen lr is a sweep run;
+        widening a sweep adds runs)."""
         per_batch = sum(len(self.grids[label]) + max(self.seeds - 1, 0)
                         for label in self.optimizers)
         return per_batch * len(self.batch_sizes)
@@ -114,6 +118,8 @@ def choose_lr(sweep: dict[float, RunRecord | None], classification: bool) -> flo
 
 # Trains one run and returns its record; the second argument describes it for progress bars.
 TrainOne = Callable[[dict[str, Any], str], RunRecord]
+# The run of (label, lr, seed, batch size): trained or fetched; None where it is missing.
+GetRun = Callable[[str, float, int, BatchSize], RunRecord | None]
 
 
 def _cells(config: CompareConfig) -> Iterator[tuple[BatchSize, str]]:
@@ -123,46 +129,73 @@ def _cells(config: CompareConfig) -> Iterator[tuple[BatchSize, str]]:
 
 
 def _describe(label: str, lr: float, seed: int, batch_size: BatchSize) -> str:
-    return f"{label} lr={lr:g} seed={seed} batch={batch_size}"
+    rate = "" if "lr" in parse_spec(label).hyperparameters else f" lr={lr:g}"
+    return f"{label}{rate} seed={seed} batch={batch_size}"
+
+
+def _cell(config: CompareConfig, label: str, batch_size: BatchSize, get: GetRun,
+          classification: bool) -> OptimizerResult:
+    """One optimizer at one batch size: the sweep on seed 0, widened one grid step at a time
+    (at most ``config.widen`` times) while the best rate sits at the grid's edge, then the
+    chosen rate over the seeds. The same walk fetches runs for the report."""
+    sweep = {lr: get(label, lr, 0, batch_size) for lr in config.grids[label]}
+    chosen = choose_lr(sweep, classification)
+    for _ in range(config.widen):
+        beyond = next_beyond_edge(sorted(sweep), chosen)
+        if beyond is None:
+            break
+        sweep[beyond] = get(label, beyond, 0, batch_size)
+        if sweep[beyond] is None:
+            break
+        chosen = choose_lr(sweep, classification)
+    seeds = [] if chosen is None else [
+        run for seed in range(config.seeds) if (run := get(label, chosen, seed, batch_size))]
+    return OptimizerResult(label, batch_size, dict(sorted(sweep.items())), chosen, seeds)
+
+
+def next_beyond_edge(lrs: list[float], chosen: float | None) -> float | None:
+    """When ``chosen`` is the smallest or largest of the (sorted) ``lrs``, the next rate out,
+    one grid step further (the grid's own spacing, e.g. x10); otherwise None."""
+    if chosen is None or len(lrs) < 2 or chosen not in (lrs[0], lrs[-1]):
+        return None
+    step = lrs[-1] / lrs[-2] if chosen == lrs[-1] else lrs[0] / lrs[1]
+    return float(f"{chosen * step:.3g}")
 
 
 def execute(config: CompareConfig, store: RunStore, train_one: TrainOne,
             on_run_done: Callable[[RunRecord, bool], None] | None = None) -> None:
     """Trains every run the compare needs that the store does not hold yet (a failed run is
     retried; a diverged one is kept). ``on_run_done(run, reused)`` is called once per run."""
+    seen: dict[str, RunRecord] = {}
 
     def ensure(label: str, lr: float, seed: int, batch_size: BatchSize) -> RunRecord:
         run_config = config.run_config(label, lr, seed, batch_size)
+        key = canonical_json(run_config)
+        if key in seen:  # seed 0 of the chosen rate is also a sweep run
+            return seen[key]
         run = store.get(run_config)
         reused = run is not None and run.status != "failed"
         if not reused:
             run = store.add(train_one(run_config, _describe(label, lr, seed, batch_size)))
+        seen[key] = run
         if on_run_done is not None:
             on_run_done(run, reused)
         return run
 
     classification = _is_classification(config)
     for batch_size, label in _cells(config):
-        sweep = {lr: ensure(label, lr, 0, batch_size) for lr in config.grids[label]}
-        chosen = choose_lr(sweep, classification)
-        if chosen is not None:
-            for seed in range(1, config.seeds):
-                ensure(label, chosen, seed, batch_size)
+        _cell(config, label, batch_size, ensure, classification)
 
 
 def collect(config: CompareConfig, store: RunStore) -> list[OptimizerResult]:
     """What the store holds for this compare, cell by cell (missing runs are left out)."""
     classification = _is_classification(config)
-    results = []
-    for batch_size, label in _cells(config):
-        sweep = {lr: store.get(config.run_config(label, lr, 0, batch_size))
-                 for lr in config.grids[label]}
-        chosen = choose_lr(sweep, classification)
-        seeds = [] if chosen is None else [
-            run for seed in range(config.seeds)
-            if (run := store.get(config.run_config(label, chosen, seed, batch_size)))]
-        results.append(OptimizerResult(label, batch_size, sweep, chosen, seeds))
-    return results
+
+    def get(label: str, lr: float, seed: int, batch_size: BatchSize) -> RunRecord | None:
+        return store.get(config.run_config(label, lr, seed, batch_size))
+
+    return [_cell(config, label, batch_size, get, classification)
+            for batch_size, label in _cells(config)]
 
 
 def _is_classification(config: CompareConfig) -> bool:
