@@ -226,7 +226,7 @@ def test_adam_bias_correction_at_steps_1_2_3():
     expected = adam_by_hand(2.0, 3, lr=0.1, b1=0.9, b2=0.999, eps=1e-8)
     actual = descend_trajectory(lambda p: descend.Adam(p, lr=0.1), 2.0, 3)
     assert_trajectory(actual, expected)
-    # without bias correction the first step would be lr*0.1 g/(sqrt(0.001) |g|) ~ 0.32 lr;
+    # without bias correction the first step would be lr*0.1 g/(sqrt(0.001) |g|) ~ 3.16 lr;
     # with it, the first step is lr * g/(|g| + eps): almost exactly lr
     assert 2.0 - actual[0] == pytest.approx(0.1 * (1 - 1e-8 / abs(grad_f(2.0))), rel=1e-12)
 
