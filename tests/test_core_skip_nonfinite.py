@@ -68,6 +68,22 @@ def test_a_nonfinite_grad_at_the_first_step_creates_no_state(config):
 
 
 @configs(REPRESENTATIVES)
+def test_a_skipped_step_still_returns_the_closures_loss(config):
+    model = make_model()
+    opt = config.build(config.groups(model), skip_nonfinite=True)
+    closure = loss_closure(model, opt, make_data())
+
+    def spoiled() -> torch.Tensor:
+        loss = closure()
+        next(model.parameters()).grad.fill_(math.inf)
+        return loss
+
+    with pytest.warns(UserWarning):
+        loss = opt.step(spoiled)
+    assert torch.isfinite(loss) and opt.skipped_steps == 1 and not opt.state
+
+
+@configs(REPRESENTATIVES)
 def test_without_skip_nonfinite_the_nan_goes_through(config):
     """The default is torch's behaviour: no check, the NaN reaches the parameters."""
     model = make_model()
