@@ -203,8 +203,7 @@ def test_default_compare_is_every_seed_optimizer_on_mnist():
 
     parsed = build_parser().parse_args(["compare"])
     assert parsed.out == "descend-report"
-    with RunStore(":memory:") as store:
-        config = compare._resolve_config(parsed, store)
+    config = compare._resolve_config(parsed, None)
     assert config.task == "mnist"
     assert config.optimizers == ("sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                                  "rmsprop-nesterov", "adadelta", "adam")
@@ -243,3 +242,23 @@ def test_a_sweep_whose_best_rate_is_on_the_edge_goes_one_step_further():
     result = _cell(config, "sgd", 64, get, classification=True)
     assert list(result.sweep) == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
     assert result.chosen_lr == 1e-5 and result.chosen_at_edge
+
+
+def test_lr_find_centres_the_grid_on_the_range_test_suggestion(tmp_path):
+    from descend.lab import tasks
+    from descend.lab.compare import _splits_loader
+    from descend.lab.lrfind import find_lr
+    from descend.lab.spec import parse_spec
+
+    assert run_compare(tmp_path, "--optimizers", "adam", "sgd:lr=0.1", "--lr-find",
+                       "--seeds", "1") == 0
+    task = tasks.get("mnist")
+    suggestion = find_lr(task, parse_spec("adam"), seed=0, batch_size=64,
+                         splits=_splits_loader(task, 500)(0)).suggested_lr
+    with RunStore.in_folder(tmp_path) as store:
+        grids = store.config()["grids"]
+    assert grids["sgd:lr=0.1"] == [0.1]  # an explicit lr is not searched
+    low, middle, high = grids["adam"]
+    assert middle == pytest.approx(suggestion, rel=1e-2)
+    assert high / middle == pytest.approx(10 ** 0.5, rel=1e-2)
+    assert middle / low == pytest.approx(10 ** 0.5, rel=1e-2)

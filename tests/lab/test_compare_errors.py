@@ -32,7 +32,7 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, args, expected):
     assert message.startswith("descend compare: error: ")
     for part in expected:
         assert part in message
-    assert not (tmp_path / "out" / "report.html").exists()
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_an_unwritable_output_folder_fails_before_training(tmp_path, capsys):
@@ -46,6 +46,7 @@ def test_missing_idx_files(tmp_path, capsys):
     message = error_of(capsys, "compare", "--out", str(tmp_path / "out"), "--data-dir",
                        str(tmp_path))
     assert "train-images-idx3-ubyte" in message and "missing" in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_corrupt_idx_files(tmp_path, capsys):

@@ -21,13 +21,14 @@ import math
 import sys
 from dataclasses import asdict, replace
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from descend.cli import UserError
 from descend.lab import tasks
 from descend.lab.files import check_writable
 from descend.lab.spec import OptimizerSpec, parse_spec
-from descend.lab.store import RunRecord, RunStore
+from descend.lab.store import FILENAME, RunRecord, RunStore
 from descend.lab.sweep import CompareConfig, centred_grid, execute
 from descend.lab.tasks.base import Split, Splits, Task
 
@@ -83,16 +84,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from descend.lab import report
 
+    # Bad options, data files and output folders fail here, before anything is written.
+    config = _resolve_config(args, _stored_config(Path(args.out)))
+    task = _task(config)
+    splits = _splits_loader(task, config.max_train)
+    splits(0)
     out = check_writable(args.out)
     store = RunStore.in_folder(out)
     try:
-        config = _resolve_config(args, store)
-        task = _task(config)
-        splits = _splits_loader(task, config.max_train)
-        splits(0)  # missing or corrupt data files fail here, before any training
         if config.lr_find:
             config = _lr_find_grids(config, task, splits(0), _found_grids(store, config))
         store.set_config(config.to_json())
+        kept = sum(run.status != "failed" for run in store.runs())
+        if kept:
+            print(f"descend compare: {store.path} holds {kept} finished run(s); those this "
+                  "compare needs are not trained again", file=sys.stderr)
         _train_missing(config, task, store, splits, args.threads)
         html = report.write_report(out, config, store, landscapes=not args.no_landscapes)
         print(report.summary_text(config, store))
@@ -104,17 +110,24 @@ def run(args: argparse.Namespace) -> int:
 
 # ---- the configuration ------------------------------------------------------------------------
 
-def _resolve_config(args: argparse.Namespace, store: RunStore) -> CompareConfig:
+def _stored_config(out: Path) -> CompareConfig | None:
+    """The compare kept in ``out``'s store, if there is one."""
+    if not (out / FILENAME).is_file():
+        return None
+    with RunStore.in_folder(out) as store:
+        stored = store.config()
+    return CompareConfig.from_json(stored) if stored else None
+
+
+def _resolve_config(args: argparse.Namespace, stored: CompareConfig | None) -> CompareConfig:
     """The compare to run: the options given, then (with --resume) the stored compare's, then
     the defaults. Without --resume a store holding a different compare is an error."""
     given = {k: getattr(args, k) for k in _CONFIG_OPTIONS if getattr(args, k) is not None}
-    stored_json = store.config()
-    stored = CompareConfig.from_json(stored_json) if stored_json else None
     base = _as_options(stored) if (args.resume and stored) else {}
     config = _build_config({**base, **given}, stored if args.resume else None)
     if stored is not None and not args.resume and _request(stored) != _request(config):
         changed = ", ".join(_differences(stored, config))
-        raise UserError(f"{store.path} holds runs of a different compare ({changed}); pass "
+        raise UserError(f"{args.out} holds runs of a different compare ({changed}); pass "
                         "--resume to continue it (finished runs are reused) or choose another "
                         "--out")
     return config
@@ -242,17 +255,14 @@ def _lr_find_grids(config: CompareConfig, task: Task, splits: Splits,
             continue
         found = find_lr(task, parse_spec(label), seed=0, batch_size=config.batch_sizes[0],
                         splits=splits)
-        grids[label] = centred_grid(_suggestion(found), points=len(grids[label]))
-        print(f"lr-find: {label} suggests lr {_suggestion(found):.3g}; sweeping "
+        if found.suggested_lr is None:
+            print(f"lr-find: no suggestion for {label} ({found.stop_reason}); sweeping "
+                  "its default grid", file=sys.stderr)
+            continue
+        grids[label] = centred_grid(found.suggested_lr, points=max(3, len(grids[label])))
+        print(f"lr-find: {label} suggests lr {found.suggested_lr:.3g}; sweeping "
               f"{', '.join(f'{lr:g}' for lr in grids[label])}", file=sys.stderr)
     return replace(config, grids=grids)
-
-
-def _suggestion(found: Any) -> float:
-    for name in ("suggested_lr", "suggestion", "lr"):
-        if isinstance(getattr(found, name, None), int | float):
-            return float(getattr(found, name))
-    return float(found)
 
 
 # ---- training ---------------------------------------------------------------------------------
