@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -28,7 +27,7 @@ MOMENTUM_RATE = (math.sqrt(KAPPA) - 1) / (math.sqrt(KAPPA) + 1)
 STEPS = 1200  # r^1200 ~ 1e-105: far from float64 underflow, deep in the asymptotic regime
 
 
-def error_norms(optimizer_factory, steps: int = STEPS) -> np.ndarray:
+def error_norms(optimizer_factory, steps: int = STEPS) -> torch.Tensor:
     """||x_t|| for t = 0..steps, running a descend optimizer on f(x) = 0.5 x^T A x."""
     curvature = torch.tensor([L1, LN], dtype=torch.float64)
     x = torch.ones(2, dtype=torch.float64, requires_grad=True)
@@ -39,25 +38,23 @@ def error_norms(optimizer_factory, steps: int = STEPS) -> np.ndarray:
         (0.5 * (curvature * x * x).sum()).backward()
         opt.step()
         norms.append(x.detach().norm().item())
-    return np.array(norms)
+    return torch.tensor(norms, dtype=torch.float64)
 
 
-def fitted_rate(norms: np.ndarray, polynomial_factor: bool, start: int = 100) -> float:
+def fitted_rate(norms: torch.Tensor, polynomial_factor: bool, start: int = 100) -> float:
     """exp of the least-squares slope of log||x_t|| in t (with a log t term when the error has
     a t factor), over t >= start."""
-    t = np.arange(len(norms))[start:]
-    columns = [np.ones_like(t, dtype=float), t.astype(float)]
-    if polynomial_factor:
-        columns.append(np.log(t))
-    coef, *_ = np.linalg.lstsq(np.stack(columns, 1), np.log(norms[start:]), rcond=None)
-    return math.exp(coef[1])
+    t = torch.arange(len(norms), dtype=torch.float64)[start:]
+    columns = [torch.ones_like(t), t] + ([t.log()] if polynomial_factor else [])
+    fit = torch.linalg.lstsq(torch.stack(columns, 1), norms[start:].log().unsqueeze(1))
+    return math.exp(fit.solution[1].item())
 
 
 def test_gradient_descent_contracts_by_k_minus_1_over_k_plus_1():
     norms = error_norms(lambda p: descend.SGD(p, lr=2 / (L1 + LN)))
     per_step = norms[1:] / norms[:-1]
-    np.testing.assert_allclose(per_step, GD_RATE, rtol=1e-12)
-    assert (norms[-1] / norms[0]) ** (1 / STEPS) == pytest.approx(GD_RATE, rel=1e-12)
+    torch.testing.assert_close(per_step, torch.full_like(per_step, GD_RATE), rtol=1e-12, atol=0)
+    assert (norms[-1] / norms[0]).item() ** (1 / STEPS) == pytest.approx(GD_RATE, rel=1e-12)
     assert fitted_rate(norms, polynomial_factor=False) == pytest.approx(GD_RATE, rel=1e-12)
 
 
@@ -70,13 +67,14 @@ def test_heavy_ball_contracts_by_sqrt_k_rate(form):
     rate = fitted_rate(norms, polynomial_factor=True)
     assert rate == pytest.approx(MOMENTUM_RATE, rel=1e-5)
     # the error divided by r^t grows linearly: the t factor of a double root, nothing faster
-    scaled = norms / MOMENTUM_RATE ** np.arange(len(norms))
-    increments = np.diff(scaled)[STEPS // 2:]
-    np.testing.assert_allclose(increments, increments[-1], rtol=1e-3)
+    scaled = norms / MOMENTUM_RATE ** torch.arange(len(norms), dtype=torch.float64)
+    increments = scaled.diff()[STEPS // 2:]
+    torch.testing.assert_close(increments, increments[-1].expand_as(increments), rtol=1e-3,
+                               atol=0)
 
     gd_rate = fitted_rate(error_norms(lambda p: descend.SGD(p, lr=2 / (L1 + LN))), False)
     assert rate < gd_rate - 0.1, "momentum must converge strictly faster than GD"
-    assert (norms[-1] / norms[0]) ** (1 / STEPS) < gd_rate
+    assert (norms[-1] / norms[0]).item() ** (1 / STEPS) < gd_rate
 
 
 def test_a_wrong_momentum_is_slower_than_the_optimal_one():
