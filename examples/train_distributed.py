@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             save_checkpoint(args.checkpoint_dir / f"step-{done:06d}", model, optimizer)
     norm = parameter_norm(model)
     say(f"final step {args.steps} parameter norm {norm!r}")
+    dist.barrier()  # no rank tears down its connections while another still uses them
     dist.destroy_process_group()
 
 

@@ -45,37 +45,40 @@ def fsdp2(model: nn.Module) -> nn.Module:
     return fully_shard(model)
 
 
+def trained(model: nn.Module, config: str, impl: str, rank: int, world: int,
+            **optimizer_options) -> dict:
+    """The whole parameters after STEPS steps of this rank's slices of the batches."""
+    optimizer = make_optimizer(model.parameters(), config, impl, **optimizer_options)
+    train(model, optimizer, range(STEPS), rank, world)
+    return full_parameters(model)
+
+
 def section_ddp(rank: int, world: int, out: Path) -> dict:
     results = {}
     for bucket_view in (False, True):
         for config, impl in RUNS:
             model = DistributedDataParallel(build_model(), gradient_as_bucket_view=bucket_view)
-            train(model, make_optimizer(model.parameters(), config, impl), range(STEPS),
-                  rank, world)
-            results[f"ddp-bucket-view={bucket_view}/{config}/{impl}"] = full_parameters(model)
+            results[f"ddp-bucket-view={bucket_view}/{config}/{impl}"] = trained(
+                model, config, impl, rank, world)
     return results
 
 
 def section_zero(rank: int, world: int, out: Path) -> dict:
     results = {}
     for config, impl in RUNS:
-        model = DistributedDataParallel(build_model())
-        optimizer = make_optimizer(model.parameters(), config, impl,
-                                   optimizer_class=ZeroRedundancyOptimizer)
-        train(model, optimizer, range(STEPS), rank, world)
-        results[f"zero/{config}/{impl}"] = full_parameters(model)
+        results[f"zero/{config}/{impl}"] = trained(
+            DistributedDataParallel(build_model()), config, impl, rank, world,
+            optimizer_class=ZeroRedundancyOptimizer)
     return results
 
 
 def section_fsdp2(rank: int, world: int, out: Path) -> dict:
     results = {}
     for config, impl in RUNS:
-        model = fsdp2(build_model())
-        train(model, make_optimizer(model.parameters(), config, impl), range(STEPS), rank, world)
-        results[f"fsdp2/{config}/{impl}"] = full_parameters(model)
-        model = fsdp2(build_model(torch.float32))
-        train(model, make_optimizer(model.parameters(), config, impl), range(STEPS), rank, world)
-        results[f"fsdp2-float32/{config}/{impl}"] = full_parameters(model)
+        results[f"fsdp2/{config}/{impl}"] = trained(
+            fsdp2(build_model()), config, impl, rank, world)
+        results[f"fsdp2-float32/{config}/{impl}"] = trained(
+            fsdp2(build_model(torch.float32)), config, impl, rank, world)
     for impl in ("reference", "auto"):
         results[f"skip-nonfinite/{impl}"] = skip_nonfinite_on_one_shard(rank, world, impl)
     return results
@@ -171,6 +174,7 @@ def main() -> None:
         engine = engines.select("auto")
         results["auto_engine"] = getattr(engine, "__name__", type(engine).__name__)
         torch.save(results, out / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears down its connections while another still uses them
     finally:
         dist.destroy_process_group()
 

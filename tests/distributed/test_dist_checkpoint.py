@@ -16,30 +16,33 @@ from dist_problem import (
 from descend.distributed import load_checkpoint
 
 
+def each_rank_run(two_ranks):
+    """(configuration, description, results) of every checkpoint run on every rank."""
+    for config, impl in CHECKPOINT_RUNS:
+        for rank, results in enumerate(two_ranks.require("checkpoint")):
+            yield (config, impl), f"{config}/{impl} rank {rank}", results[f"{config}/{impl}"]
+
+
 @pytest.mark.timeout(150)
 def test_resumed_on_two_ranks_equals_uninterrupted(two_ranks):
     problems = []
-    for config, impl in CHECKPOINT_RUNS:
-        for rank, results in enumerate(two_ranks.require("checkpoint")):
-            run, what = results[f"{config}/{impl}"], f"{config}/{impl} rank {rank}"
-            problems += mismatches(run["resumed"], run["uninterrupted"],
-                                   f"{what}: resumed vs uninterrupted", rtol=0, atol=0)
-            if set(run["resumed_step_counts"]) != {2.0 * CHECKPOINT_STEP}:
-                problems.append(f"{what}: state['step'] {set(run['resumed_step_counts'])}")
+    for _, what, run in each_rank_run(two_ranks):
+        problems += mismatches(run["resumed"], run["uninterrupted"],
+                               f"{what}: resumed vs uninterrupted", rtol=0, atol=0)
+        if set(run["resumed_step_counts"]) != {2.0 * CHECKPOINT_STEP}:
+            problems.append(f"{what}: state['step'] {set(run['resumed_step_counts'])}")
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.timeout(150)
 def test_saved_by_one_process_resumes_on_two_ranks(two_ranks):
     problems = []
-    for config, impl in CHECKPOINT_RUNS:
-        for rank, results in enumerate(two_ranks.require("checkpoint")):
-            run, what = results[f"{config}/{impl}"], f"{config}/{impl} rank {rank}"
-            problems += mismatches(run["from_1proc"], run["uninterrupted"],
-                                   f"{what}: saved by 1 process, resumed on 2 ranks")
-            problems += mismatches(run["uninterrupted"],
-                                   two_ranks.one_process_checkpointed[config, impl],
-                                   f"{what}: 2 ranks vs 1 process")
+    for configuration, what, run in each_rank_run(two_ranks):
+        problems += mismatches(run["from_1proc"], run["uninterrupted"],
+                               f"{what}: saved by 1 process, resumed on 2 ranks")
+        problems += mismatches(run["uninterrupted"],
+                               two_ranks.one_process_checkpointed[configuration],
+                               f"{what}: 2 ranks vs 1 process")
     assert not problems, "\n".join(problems)
 
 
