@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from dataclasses import asdict, replace
 from functools import cache
 from pathlib import Path
@@ -274,12 +275,15 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
     from descend.lab.train import train
 
     total = config.total_runs()
+    # On a terminal the bar redraws twice a second; in a log file every 10 s, not every step.
+    interval = 0.5 if sys.stderr.isatty() else 10.0
     with tqdm(total=total, unit="run", desc=f"compare {config.task}", file=sys.stderr,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True, mininterval=interval) as bar:
+        last_refresh = [time.monotonic()]
 
         def train_one(run_config: dict[str, Any], description: str) -> RunRecord:
-            bar.set_description(description)
-            bar.set_postfix_str("")
+            bar.set_description(description, refresh=False)
+            bar.set_postfix_str("", refresh=False)
             spec = OptimizerSpec(**_spec_fields(run_config)).with_lr(run_config["lr"])
             data = splits(run_config["seed"])
             warm_up(spec, data)
@@ -289,7 +293,11 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
             def on_step(step: int, loss: float) -> None:
                 if step % every == 0:
                     epoch = min(config.epochs, step // steps_per_epoch + 1)
-                    bar.set_postfix_str(f"epoch {epoch}/{config.epochs} loss {loss:.3g}")
+                    bar.set_postfix_str(f"epoch {epoch}/{config.epochs} loss {loss:.3g}",
+                                        refresh=False)
+                    if time.monotonic() - last_refresh[0] >= interval:
+                        bar.refresh()
+                        last_refresh[0] = time.monotonic()
 
             try:
                 result = train(task, spec, seed=run_config["seed"], epochs=config.epochs,
@@ -325,8 +333,8 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
                 pass
 
         execute(config, store, train_one, done)
-        bar.set_description(f"compare {config.task}: done")
-        bar.set_postfix_str("")
+        bar.set_description(f"compare {config.task}: done", refresh=False)
+        bar.set_postfix_str("", refresh=False)
 
 
 def _spec_fields(run_config: dict[str, Any]) -> dict[str, Any]:

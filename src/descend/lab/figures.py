@@ -129,8 +129,11 @@ def lr_sweep(results: Sequence[OptimizerResult], colours: dict[str, str],
             bad = [lr for lr, run in result.sweep.items() if run and run.status != "finished"]
             if bad:
                 diverged_any = True
-                ax.plot(bad, [0.03 + 0.03 * i] * len(bad), marker="x", linestyle="none", color=c,
-                        transform=ax.get_xaxis_transform(), markersize=8)
+                # in a strip along the bottom, nudged sideways so coinciding crosses all show
+                nudge = 1.07 ** (i - (len(results) - 1) / 2)
+                ax.plot([lr * nudge for lr in bad], [0.03] * len(bad), marker="x",
+                        linestyle="none", color=c, transform=ax.get_xaxis_transform(),
+                        markersize=7, markeredgewidth=1.6)
         ax.set_xscale("log")
         _format_y(ax, key)
         ax.set_xlabel("learning rate")
@@ -174,13 +177,16 @@ def gd_variants(results: Sequence[OptimizerResult], accuracy: bool) -> bytes:
 
 
 def _format_y(ax, key: str) -> None:
-    """Losses on a log axis with plain numbers (0.5, not 5x10^-1); accuracies in percent."""
-    if key.endswith("loss"):
+    """Losses spanning more than a decade on a log axis with plain numbers (0.5, not 5x10^-1);
+    accuracies in percent."""
+    if not key.endswith("loss"):
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        return
+    low, high = ax.dataLim.y0, ax.dataLim.y1
+    if low > 0 and math.isfinite(high) and high / low > 10:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
-    else:
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
 
 
 def _two_and_five(value: float, _: object) -> str:
