@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL,
                         help="a minimum is reached within this distance in (x, y) "
                         f"(default {DEFAULT_TOL})")
-    parser.add_argument("--start", metavar="X,Y", help="start point (default: per landscape)")
+    parser.add_argument("--start", metavar="X,Y", help="start point (default: per landscape); "
+                        "write --start=-2,2 when X is negative")
     parser.add_argument("--gif", action="store_true", help="also write an animated GIF")
     parser.add_argument("--out", type=Path, default=Path("descend-landscapes"),
                         help="output folder (default ./descend-landscapes)")
@@ -73,7 +74,7 @@ def _parse_start(text: str) -> tuple[float, float]:
     try:
         x, y = (float(part) for part in parts)
     except ValueError:
-        raise UserError(f"--start takes two numbers X,Y, e.g. --start -2,2; got {text!r}") from None
+        raise UserError(f"--start takes two numbers X,Y, e.g. --start=-2,2; got {text!r}") from None
     return x, y
 
 
