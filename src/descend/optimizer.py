@@ -169,9 +169,9 @@ class Optimizer(torch.optim.Optimizer):
             if len(state) <= len(names):  # new, or short of a buffer or of the step counter
                 self._complete_state(p, state, group, names)
             states.append(state)
-        # One call for all step counters: a per-tensor += costs more than a small tensor's update.
-        torch._foreach_add_([state["step"] for state in states], 1)
         engine = engines.select(group["impl"])
+        # step += 1 for all in one call: a per-tensor += costs more than a small tensor's update.
+        engine.advance_steps([state["step"] for state in states])
         engine.apply(rule, params, states, names, self._hyperparameters(group, rule))
 
 

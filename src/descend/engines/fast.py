@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from descend.engines import codegen, reference
+from descend.engines import codegen, kernel_support, reference
 from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
@@ -79,17 +79,41 @@ def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
 
 def _operands(p: Tensor, state: Mapping[str, Any], state_names: Sequence[str]) -> list[Tensor]:
     """p, g and the state buffers, as real tensors sharing p's memory layout."""
-    tensors = [p, p.grad, *(state[n] for n in state_names)]
+    tensors = [p, p.grad, *[state[n] for n in state_names]]
     return [torch.view_as_real(t) for t in tensors] if p.is_complex() else tensors
 
 
+def _step_addresses(steps: Sequence[Tensor]) -> np.ndarray | None:
+    """Addresses of the step counters, or None unless all are float32 scalars on the CPU."""
+    addresses = []
+    for s in steps:
+        if s.dtype is not torch.float32 or not s.is_cpu or s.numel() != 1:
+            return None
+        addresses.append(s.data_ptr())
+    return np.array(addresses, dtype=np.int64)
+
+
+def _step_values(steps: Sequence[Tensor], increment: bool = False) -> np.ndarray:
+    """The step counters as float64 values (after adding 1 if ``increment``)."""
+    addresses = _step_addresses(steps)
+    if addresses is None:
+        if increment:
+            reference.advance_steps(steps)
+        return torch.stack(list(steps)).to(torch.float64).reshape(-1).numpy()
+    values = np.empty(len(addresses), dtype=np.float64)
+    kernel_support.step_counters(addresses, values, increment)
+    return values
+
+
 def _address_row(ops: Sequence[Tensor]) -> list[int] | None:
-    """The operands' addresses, or None unless the kernel may stream them as flat arrays of p's
-    dtype and size (a mismatch would make it touch memory that is not theirs)."""
+    """The addresses of p, g and the state buffers, or None unless the kernel may stream them as
+    flat arrays of p's dtype and size (a mismatch would make it touch memory not theirs).
+
+    Written as a plain loop: it runs for every tensor at every step."""
     p = ops[0]
     n, dtype = p.numel(), p.dtype
     row = []
-    for t in ops:  # a plain loop: this runs for every tensor at every step
+    for t in ops:
         if t.dtype is not dtype or t.numel() != n or not t.is_contiguous():
             return None
         row.append(t.data_ptr())
@@ -134,6 +158,10 @@ class FastEngine:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
 
+    def advance_steps(self, steps: Sequence[Tensor]) -> None:
+        """Each parameter's step counter + 1, before ``apply``."""
+        _step_values(steps, increment=True)
+
     def apply(self, rule: Callable, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
               state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
         batches: dict[str, list[int]] = {}
@@ -162,7 +190,7 @@ class FastEngine:
     def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
                      states: Sequence[dict[str, Any]], state_names: Sequence[str],
                      hyper: Mapping[str, Any]) -> None:
-        steps = torch.stack([s["step"] for s in states]).to(torch.float64).numpy()
+        steps = _step_values([s["step"] for s in states])
         distinct = np.unique(steps)
         if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
             trace = _trace_for(rule, state_names, hyper, float(distinct[0]))

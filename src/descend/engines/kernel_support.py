@@ -5,7 +5,8 @@ Kept apart from the generated files so that they stay short and numba can cache 
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from numba import carray, njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -32,3 +33,15 @@ def minimum(a, b):
     if a != a or b != b:
         return a + b
     return a if a < b else b
+
+
+@njit(cache=True, nogil=True)
+def step_counters(addresses, values, increment):
+    """Reads the float32 step counters at ``addresses`` into ``values``, first adding 1 to each
+    if ``increment``: one call instead of a torch op per parameter, which costs more than a small
+    tensor's whole update."""
+    for i in range(addresses.size):
+        step = carray(void_pointer(addresses[i]), 1, np.float32)
+        if increment:
+            step[0] += np.float32(1.0)
+        values[i] = step[0]

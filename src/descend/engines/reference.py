@@ -35,3 +35,8 @@ def apply(
         param.copy_(new_param)
         for name, buffer in buffers.items():
             buffer.copy_(new_buffers[name])
+
+
+def advance_steps(steps: Sequence[Tensor]) -> None:
+    """Each parameter's step counter + 1, before ``apply`` (one call for all of them)."""
+    torch._foreach_add_(list(steps), 1)
