@@ -85,4 +85,4 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["cheatsheet", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write the cheat sheet" in err and len(err.strip().splitlines()) == 1
+    assert "cannot write to the output folder" in err and len(err.strip().splitlines()) == 1

@@ -53,6 +53,16 @@ def test_saddle_table_says_who_escaped(tmp_path, capsys):
     assert "not escaped" in slow and " no " in slow
 
 
+def test_a_diverged_run_is_reported_and_its_json_stays_strict(tmp_path, capsys):
+    assert main(["landscape", "beale", "--optimizers", "sgd:lr=0.01", "--steps", "50",
+                 "--out", str(tmp_path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("sgd"))
+    assert row.split()[-1] == "yes"
+    text = (tmp_path / "beale.json").read_text()
+    run = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["runs"][0]
+    assert run["diverged"] is True and run["steps_run"] < 50
+
+
 def test_start_option_moves_the_start(tmp_path, capsys):
     # "--start=X,Y": argparse would take a separate "-3,-3" for an option.
     assert main(["landscape", "himmelblau", "--optimizers", "sgd:lr=0.01", "--start=-3,-3",
@@ -89,12 +99,13 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["landscape", "bowl", "--steps", "5", "--out", str(blocker / "sub")]) == 2
-    assert "cannot write to output folder" in capsys.readouterr().err
+    assert "cannot write to the output folder" in capsys.readouterr().err
 
 
 def test_report_figures_give_captioned_pngs(tmp_path):
     figures = report_figures(tmp_path, specs=None, names=("saddle",))
     assert len(figures) == 1
     caption, png = figures[0]
-    assert "saddle" in caption.lower() and png.exists()
+    assert "Saddle" in caption and png.exists()
+    assert "sgd:lr=0.1 38" in caption  # the hand-computed escape step of plain GD at lr 0.1
     assert _image(png)[0][0] > 600

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from descend.lab.files import write_text_atomic
 from descend.registry import REGISTRY, Entry
 
 # (LaTeX for the HTML page, plain text for the PDF, meaning)
@@ -78,17 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from descend.cli import UserError
     from descend.lab.cheatsheet_pdf import write_pdf
+    from descend.lab.files import check_writable
 
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        cards = [card(e) for e in REGISTRY.values()]
-        written = [write_html(cards, args.out / "cheatsheet.html"),
-                   write_pdf(cards, args.out / "cheatsheet.pdf")]
-    except OSError as e:
-        raise UserError(f"cannot write the cheat sheet to {args.out}: {e.strerror}; "
-                        "choose another folder with --out DIR") from None
+    out = check_writable(args.out)
+    cards = [card(e) for e in REGISTRY.values()]
+    written = [write_html(cards, out / "cheatsheet.html"), write_pdf(cards, out / "cheatsheet.pdf")]
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -143,7 +139,7 @@ def write_html(cards: list[Card], path: Path) -> Path:
         f'<span><img src="{_svg_uri(symbol)}" alt="{html.escape(text)}">'
         f"{html.escape(meaning)}</span>" for symbol, text, meaning in NOTATION)
     body = "".join(_card_html(c) for c in cards)
-    path.write_text(f"""<!DOCTYPE html>
+    return write_text_atomic(path, f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>descend optimizer cheat sheet</title><style>{_CSS}</style></head>
@@ -154,5 +150,4 @@ defaults, and where it comes from. Generated from <code>descend.REGISTRY</code>.
 <div class="notation">{notation}</div>
 <div class="grid">{body}
 </div></main></body></html>
-""", encoding="utf-8")
-    return path
+""")

@@ -14,6 +14,7 @@ from fpdf.enums import XPos, YPos
 from PIL import Image
 
 from descend.lab.cheatsheet import NOTATION_TEXT, Card, render_formula, rule_lines
+from descend.lab.files import write_bytes_atomic
 
 _DPI = 300
 _BLUE, _GREY, _INK = (31, 95, 166), (110, 125, 140), (27, 42, 58)
@@ -89,5 +90,4 @@ def write_pdf(cards: list[Card], path: Path) -> Path:
     pdf.ln(3)
     for card in cards:
         _card(pdf, card)
-    pdf.output(str(path))
-    return path
+    return write_bytes_atomic(path, bytes(pdf.output()))

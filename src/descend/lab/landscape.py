@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from descend.cli import UserError
 from descend.lab import landscapes
+from descend.lab.files import check_writable, write_text_atomic
 from descend.lab.landscapes import DEFAULT_TOL, LANDSCAPES, Landscape, Trajectory
 from descend.lab.spec import parse_spec
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tol must be a positive distance, got {args.tol}; e.g. --tol 0.01")
     specs = [parse_spec(text) for text in args.optimizers] if args.optimizers else None
     start = _parse_start(args.start) if args.start else None
-    out = _writable(args.out)
+    out = check_writable(args.out)
 
     from descend.lab.landscape_plots import animate_trajectories, plot_trajectories
 
@@ -76,18 +78,6 @@ def _parse_start(text: str) -> tuple[float, float]:
     except ValueError:
         raise UserError(f"--start takes two numbers X,Y, e.g. --start=-2,2; got {text!r}") from None
     return x, y
-
-
-def _writable(out: Path) -> Path:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".descend-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to output folder {out}: {e.strerror}; "
-                        "choose another with --out DIR") from None
-    return out
 
 
 def _table(landscape: Landscape, runs: list[Trajectory]) -> str:
@@ -125,5 +115,13 @@ def _write_json(landscape: Landscape, runs: list[Trajectory], args: argparse.Nam
         "runs": [{**run.summary(landscape), "path": run.points.tolist(),
                   "losses": run.losses.tolist()} for run in runs],
     }
-    path.write_text(json.dumps(data, indent=1, allow_nan=True))
-    return path
+    return write_text_atomic(path, json.dumps(_strict(data), indent=1))
+
+
+def _strict(value):
+    """NaN and infinities (a diverged run) as null: strict JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -171,7 +171,23 @@ def report_figures(out_dir: Path, specs: list[OptimizerSpec] | None = None,
         chosen = None if specs is None else [landscape_spec(landscape, s) for s in specs]
         runs = run_all(landscape, chosen)
         png = plot_trajectories(landscape, runs, Path(out_dir) / f"landscape-{name}.png")
-        start = ", ".join(f"{v:g}" for v in runs[0].points[0]) if runs else ""
-        figures.append((f"{landscape.name.capitalize()} ({landscape.description}), "
-                        f"from ({start}).", png))
+        figures.append((caption(landscape, runs), png))
     return figures
+
+
+def caption(landscape: Landscape, runs: list[Trajectory]) -> str:
+    """One paragraph: the landscape, the start, and each optimizer's steps to the minimum (or
+    to escape the saddle), fastest first."""
+    if not runs:
+        return f"{landscape.name}: {landscape.description}."
+    start = ", ".join(f"{v:g}" for v in runs[0].points[0])
+    head = f"{landscape.name.capitalize()}: {landscape.description}; from ({start})."
+    step = (lambda r: r.escaped_step) if landscape.is_saddle else (lambda r: r.reached_step)
+    done = sorted((r for r in runs if step(r) is not None), key=step)
+    missed = [r.label for r in runs if step(r) is None]
+    tol = runs[0].tol
+    goal = "Steps to escape" if landscape.is_saddle else f"Steps to within {tol:g} of a minimum"
+    parts = [", ".join(f"{r.label} {step(r)}" for r in done)] if done else []
+    if missed:
+        parts.append(f"not within {max(r.steps_run for r in runs)} steps: {', '.join(missed)}")
+    return f"{head} {goal}: {'; '.join(parts)}."
