@@ -115,13 +115,16 @@ def _write_json(landscape: Landscape, runs: list[Trajectory], args: argparse.Nam
         "runs": [{**run.summary(landscape), "path": run.points.tolist(),
                   "losses": run.losses.tolist()} for run in runs],
     }
-    return write_text_atomic(path, json.dumps(_strict(data), indent=1))
+    return write_text_atomic(path, json.dumps(_strict(data), separators=(",", ":")))
 
 
 def _strict(value):
-    """NaN and infinities (a diverged run) as null: strict JSON has no such numbers."""
+    """Floats to 10 significant digits (paths are long), NaN and infinities (a diverged run)
+    as null: strict JSON has no such numbers."""
     if isinstance(value, dict):
         return {k: _strict(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_strict(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    if isinstance(value, float):
+        return float(f"{value:.10g}") if math.isfinite(value) else None
+    return value
