@@ -103,7 +103,7 @@ def plot_trajectories(landscape: Landscape, trajectories: list[Trajectory], path
         points = _finite(run.points)
         every = max(1, len(points) // 40)
         ax.plot(points[:, 0], points[:, 1], "-o", color=color, lw=1.6, ms=2.5,
-                markevery=every, label=f"{run.label}: {outcome(landscape, run)}", zorder=3)
+                markevery=every, label=f"{run.label} ({outcome(landscape, run)})", zorder=3)
         ax.scatter(*points[-1], s=40, color=color, edgecolors="black", zorder=6)
     _mark_start(ax, trajectories)
     _title(ax, landscape, trajectories)
