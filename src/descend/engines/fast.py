@@ -25,9 +25,11 @@ DTYPES = {torch.float32: "float32", torch.float64: "float64",
           torch.complex64: "float32", torch.complex128: "float64"}
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
-# Below this many elements per call a serial loop beats handing work to a second thread (the
-# hand-off costs microseconds when cores are idle, milliseconds when they are oversubscribed).
-PARALLEL_MIN_ELEMENTS = 1 << 18
+# Below this many elements per call a serial loop beats handing work to other threads: one core
+# streams a small model's step in about a millisecond, while a hand-off costs microseconds on idle
+# cores but milliseconds when they are shared (numba's and torch's OpenMP pools then compete).
+# Measured on 2 shared cores with `descend bench --shape small`.
+PARALLEL_MIN_ELEMENTS = 1 << 22
 
 _traces: dict[tuple, list[Trace] | TraceError] = {}
 _kernels: dict[tuple[int, str], Any] = {}
