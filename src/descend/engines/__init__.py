@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 
 from descend.engines import reference
 
@@ -35,6 +36,13 @@ def select(impl: str):
             return reference
         raise ValueError("impl='fast' needs numba, which is not installed: "
                          "pip install 'descend[fast]' (or use impl='auto' or 'reference')")
-    from descend.engines.fast import FastEngine
-
+    try:
+        from descend.engines.fast import FastEngine
+    except ImportError as e:  # numba present but unusable (e.g. built for another numpy)
+        if impl == "fast":
+            raise ValueError(f"impl='fast' needs a working numba: importing it failed ({e}); "
+                             "reinstall it with pip install -U 'descend[fast]'") from e
+        warnings.warn(f"descend: the fast engine is unavailable ({e}); using the reference "
+                      "engine", RuntimeWarning, stacklevel=3)
+        return reference
     return FastEngine(strict=impl == "fast")
