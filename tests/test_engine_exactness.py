@@ -285,3 +285,35 @@ def test_without_numba_auto_is_the_reference_and_fast_says_how_to_install(monkey
             engines.select("fast")
     finally:
         engines.select.cache_clear()
+
+
+@configs(REPRESENTATIVES)
+def test_tensors_replaced_between_steps_are_picked_up(config):
+    """The fast engine remembers addresses between steps: a parameter given new memory
+    (``p.data = ...``), state replaced by ``load_state_dict`` and gradients kept in place
+    (``zero_grad(set_to_none=False)``) must all be seen."""
+    p_fast, p_ref = make_params(), make_params()
+    fast_opt, ref_opt = config.build(p_fast, impl="fast"), config.build(p_ref, impl="reference")
+    for step in range(8):
+        if step < 6:
+            set_grads(step, p_fast, p_ref)
+        if step == 3:
+            for params in (p_fast, p_ref):
+                params[0].data = params[0].data.clone() * 0.5
+        if step == 5:
+            for opt in (fast_opt, ref_opt):
+                opt.load_state_dict(io_roundtrip(opt.state_dict()))
+        if step >= 6:  # the same gradient tensors, overwritten in place
+            for params in (p_fast, p_ref):
+                for p in params:
+                    p.grad.mul_(0.5)
+        fast_opt.step()
+        ref_opt.step()
+    assert_same_run(fast_opt, ref_opt)
+
+
+def io_roundtrip(state_dict):
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)

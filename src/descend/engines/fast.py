@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from descend.engines import codegen, kernel_support, reference
+from descend.engines.address_table import AddressTable
 from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
@@ -126,15 +127,38 @@ def _run(trace: Trace, kernel: Any, rows: list[list[int]], sizes: list[int], ste
          hyper: Mapping[str, Any]) -> None:
     """One kernel call over tensors given by their operands' addresses (``trace.tensors`` order)
     and sizes."""
-    addresses = np.array(rows, dtype=np.int64)
     counts = np.array(sizes, dtype=np.int64)
     first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum((counts + codegen.BLOCK - 1) // codegen.BLOCK, out=first_block[1:])
+    _launch(trace, kernel, np.array(rows, dtype=np.int64), counts, first_block, steps, hyper)
+
+
+def _launch(trace: Trace, kernel: Any, addresses: np.ndarray, sizes: np.ndarray,
+            first_block: np.ndarray, steps: np.ndarray, hyper: Mapping[str, Any]) -> None:
     scalars = flatten_scalars(hyper, 0.0)
     values = np.array([scalars[n] for n in trace.hypers], dtype=np.float64)
-    serial = sum(sizes) < PARALLEL_MIN_ELEMENTS or numba.get_num_threads() == 1
+    serial = first_block[-1] * codegen.BLOCK < PARALLEL_MIN_ELEMENTS or (
+        numba.get_num_threads() == 1)
     (kernel.step_serial if serial else kernel.step_parallel)(
-        addresses, counts, first_block, steps, values)
+        addresses, sizes, first_block, steps, values)
+
+
+def _address_table(params: Sequence[Tensor], states: Sequence[Mapping[str, Any]],
+                   names: Sequence[str]) -> AddressTable | None:
+    """A table for the batch, or None if a tensor needs the per-tensor path (strided, or a step
+    counter that is not a float32 scalar)."""
+    step_addresses = _step_addresses([s["step"] for s in states])
+    if step_addresses is None:
+        return None
+    rows, sizes = [], []
+    for p, state in zip(params, states, strict=True):
+        ops = _operands(p, state, names)
+        row = _address_row(ops)
+        if row is None:
+            return None
+        rows.append(row)
+        sizes.append(ops[0].numel())
+    return AddressTable(params, states, names, rows, sizes, step_addresses)
 
 
 def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.ndarray,
@@ -157,8 +181,25 @@ def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.nda
 class FastEngine:
     """Applies a rule with compiled kernels; ``strict`` raises where the reference would run."""
 
+    MAX_TABLES = 32  # batches remembered (param groups, frozen/unfrozen subsets...)
+
     def __init__(self, strict: bool) -> None:
         self.strict = strict
+        self._tables: dict[tuple, AddressTable] = {}
+
+    def _table(self, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
+               names: Sequence[str]) -> AddressTable | None:
+        """The batch's address table with this step's gradients, or None (per-tensor path)."""
+        key = (tuple(map(id, params)), tuple(names))
+        table = self._tables.get(key)
+        if table is None or not table.matches(params, states):
+            table = _address_table(params, states, names)
+            if table is None:
+                return None
+            if len(self._tables) >= self.MAX_TABLES:
+                self._tables.clear()
+            self._tables[key] = table
+        return table if table.refresh_grads(params) else None
 
     def advance_steps(self, steps: Sequence[Tensor]) -> None:
         """Each parameter's step counter + 1, before ``apply``."""
@@ -192,6 +233,16 @@ class FastEngine:
     def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
                      states: Sequence[dict[str, Any]], state_names: Sequence[str],
                      hyper: Mapping[str, Any]) -> None:
+        table = self._table(params, states, state_names)
+        if table is not None:  # the usual case: the same tensors as at the last step
+            steps = np.empty(len(params), dtype=np.float64)
+            kernel_support.step_counters(table.step_addresses, steps, False)
+            distinct = np.unique(steps)
+            if len(distinct) == 1:  # and every one has taken as many steps
+                trace = _trace_for(rule, state_names, hyper, float(distinct[0]))
+                _launch(trace, _kernel(trace, dtype, rule), table.addresses, table.sizes,
+                        table.first_block, steps, hyper)
+                return
         steps = _step_values([s["step"] for s in states])
         distinct = np.unique(steps)
         if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
