@@ -1,5 +1,6 @@
 """The ``descend`` command. Each subcommand is a module with ``add_arguments(parser)`` and
 ``run(args) -> int``; its docstring's first line is its help. Adding a command is one line here.
+Run it as ``descend ...`` or ``python -m descend ...``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,3 @@ def main(argv: list[str] | None = None) -> int:
               "(continue with --resume)", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
