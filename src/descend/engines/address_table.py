@@ -1,24 +1,71 @@
 """The kernel's table of addresses for a batch of parameters, kept from one step to the next.
 
-Reading every tensor's address and checking its layout costs about a microsecond per tensor in
-Python, which on a small model (hundreds of tensors of a few thousand elements) is more than the
-update itself. Parameters, state buffers and step counters keep their memory from step to step;
-only gradients are new at each step. So the table is built once, checked each step by identity
-(the same parameter objects at the same addresses, the same state tensors: anything replaced by
-``load_state_dict``, ``p.data = ...`` or a new buffer fails the check and the table is rebuilt),
-and only the gradient column is refreshed. It holds weak references: it keeps nothing alive.
+Reading every tensor's address and checking its layout one tensor at a time costs about a
+microsecond per tensor in Python, which on a small model (hundreds of tensors of a few thousand
+elements) is more than the update itself. Parameters, state buffers and step counters keep their
+memory from step to step; only gradients are new at each step. So the table is built once and
+checked at each step with a few C-level passes (``map`` over the batch, no Python loop):
+
+- the same parameters, state buffers and step counters: the table holds weak references whose
+  callbacks mark it stale when one of them is freed, so while it is fresh, equal ``id``s mean the
+  same objects (``load_state_dict`` or a new buffer gives new ids and the table is rebuilt);
+- parameters at the same addresses (``p.data = ...``, as ``model.half()`` does, moves them);
+- gradients contiguous and of the parameter's dtype (torch itself keeps their size equal to the
+  parameter's); their addresses, new at each step, are written into the gradient column.
+
+It keeps nothing alive.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from descend.engines import codegen
+from descend.engines import codegen, kernel_support
+
+_data_ptr = Tensor.data_ptr
+_is_contiguous = Tensor.is_contiguous
+_grad = attrgetter("grad")
+_dtype = attrgetter("dtype")
+
+
+class Watch:
+    """Weak references to tensors, ``fresh`` until one of them is freed. The callbacks hold no
+    reference to the owner: watching keeps nothing alive."""
+
+    def __init__(self, tensors: Sequence[Tensor]) -> None:
+        flag = self._flag = [True]
+
+        def stale(_ref: weakref.ref, flag: list[bool] = flag) -> None:
+            flag[0] = False
+
+        self._refs = [weakref.ref(t, stale) for t in tensors]
+
+    @property
+    def fresh(self) -> bool:
+        return self._flag[0]
+
+
+class StepCounters:
+    """The float32 step counters of a batch by address, advanced by one numba call."""
+
+    def __init__(self, steps: Sequence[Tensor], addresses: np.ndarray) -> None:
+        self.watch = Watch(steps)
+        self.addresses = addresses
+        self.values = np.empty(len(steps), dtype=np.float64)
+
+    def advance(self) -> None:
+        kernel_support.step_counters(self.addresses, self.values, True)
+
+
+def batch_key(params: Sequence[Tensor], names: Sequence[str]) -> tuple:
+    """What a table is looked up by: the parameters' identities and the state buffers' names."""
+    return tuple(map(id, params)), tuple(names)
 
 
 class AddressTable:
@@ -26,40 +73,40 @@ class AddressTable:
 
     def __init__(self, params: Sequence[Tensor], states: Sequence[Mapping[str, Any]],
                  names: Sequence[str], rows: list[list[int]], sizes: list[int],
-                 step_addresses: np.ndarray) -> None:
-        self.names = ("step", *names)
-        self.params = [weakref.ref(p) for p in params]
-        self.param_addresses = [p.data_ptr() for p in params]
-        self.state = [[weakref.ref(state[n]) for n in self.names] for state in states]
-        self.grad_numels = [p.numel() for p in params]
-        self.dtypes = [p.dtype for p in params]
+                 step_addresses: np.ndarray, dtype: str) -> None:
+        self.dtype = dtype  # the kernel's element type ("float32", "float64")
+        self.torch_dtype = params[0].dtype
+        self.columns = ("step", *names)
+        self.watch = Watch([*params, *(state[n] for state in states for n in self.columns)])
+        self.param_addresses = list(map(_data_ptr, params))
+        self.buffer_ids = [list(map(id, map(itemgetter(n), states))) for n in self.columns]
+        self.grad_addresses: list[int] = []
         self.addresses = np.array(rows, dtype=np.int64)
         self.sizes = np.array(sizes, dtype=np.int64)
         self.first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum((self.sizes + codegen.BLOCK - 1) // codegen.BLOCK, out=self.first_block[1:])
         self.total = int(self.sizes.sum())
         self.step_addresses = step_addresses
+        self.steps = np.empty(len(sizes), dtype=np.float64)  # this step's counters, read anew
 
     def matches(self, params: Sequence[Tensor], states: Sequence[Mapping[str, Any]]) -> bool:
-        """Whether the same tensors, at the same addresses, are still the ones to update."""
-        if len(params) != len(self.params):
+        """Whether the same tensors (the batch's key is its parameters' ids), at the same
+        addresses, are still the ones to update."""
+        if not self.watch.fresh or list(map(_data_ptr, params)) != self.param_addresses:
             return False
-        for p, ref, address in zip(params, self.params, self.param_addresses, strict=True):
-            if ref() is not p or p.data_ptr() != address:
-                return False
-        for state, refs in zip(states, self.state, strict=True):
-            for name, ref in zip(self.names, refs, strict=True):
-                if state.get(name) is not ref():
-                    return False
-        return True
+        try:
+            return all(list(map(id, map(itemgetter(n), states))) == ids
+                       for n, ids in zip(self.columns, self.buffer_ids, strict=True))
+        except KeyError:  # a buffer was deleted by hand
+            return False
 
     def refresh_grads(self, params: Sequence[Tensor]) -> bool:
         """Writes this step's gradient addresses; False if one cannot be streamed as is."""
-        grads = []
-        for p, numel, dtype in zip(params, self.grad_numels, self.dtypes, strict=True):
-            g = p.grad
-            if g.dtype is not dtype or g.numel() != numel or not g.is_contiguous():
-                return False
-            grads.append(g.data_ptr())
-        self.addresses[:, 1] = grads
+        grads = list(map(_grad, params))
+        if not all(map(_is_contiguous, grads)) or set(map(_dtype, grads)) != {self.torch_dtype}:
+            return False  # (a grad_dtype set by hand lets a gradient's dtype differ)
+        addresses = list(map(_data_ptr, grads))
+        if addresses != self.grad_addresses:
+            self.addresses[:, 1] = addresses
+            self.grad_addresses = addresses
         return True

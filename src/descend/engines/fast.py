@@ -19,18 +19,20 @@ import torch
 from torch import Tensor
 
 from descend.engines import codegen, kernel_support, reference
-from descend.engines.address_table import AddressTable
+from descend.engines.address_table import AddressTable, StepCounters, batch_key
 from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
           torch.complex64: "float32", torch.complex128: "float64"}
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
-# Below this many elements per call a serial loop beats handing work to other threads: one core
-# streams a small model's step in about a millisecond, while a hand-off costs microseconds on idle
-# cores but milliseconds when they are shared (numba's and torch's OpenMP pools then compete).
-# Measured on 2 shared cores with `descend bench --shape small`.
-PARALLEL_MIN_ELEMENTS = 1 << 22
+# Below this many elements per call (four kernel blocks) a serial loop beats handing work to other
+# threads: on idle cores a hand-off costs 1-2 us, the time one core takes for about 30k elements
+# of an Adam step; above it two cores stream up to twice as fast (measured on 2 idle cores: Adam
+# over 64k elements 35 us serial, 19 us parallel; the 300 tensors of `descend bench --shape small`
+# 1.0 ms serial, 0.8 ms parallel, cache cold). Cores busy with other processes make any hand-off
+# slower (numba's and torch's OpenMP pools then compete for them).
+PARALLEL_MIN_ELEMENTS = 4 * codegen.BLOCK
 
 _traces: dict[tuple, list[Trace] | TraceError] = {}
 _kernels: dict[tuple[int, str], Any] = {}
@@ -130,15 +132,25 @@ def _run(trace: Trace, kernel: Any, rows: list[list[int]], sizes: list[int], ste
     counts = np.array(sizes, dtype=np.int64)
     first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum((counts + codegen.BLOCK - 1) // codegen.BLOCK, out=first_block[1:])
-    _launch(trace, kernel, np.array(rows, dtype=np.int64), counts, first_block, steps, hyper)
+    _launch(trace, kernel, np.array(rows, dtype=np.int64), counts, first_block, steps, hyper,
+            sum(sizes))
+
+
+def _threads() -> int:
+    """torch's thread count (OMP_NUM_THREADS, torch.set_num_threads: one setting for both
+    libraries, so that ranks under torchrun do not each take every core), within numba's pool."""
+    wanted = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
+    return wanted
 
 
 def _launch(trace: Trace, kernel: Any, addresses: np.ndarray, sizes: np.ndarray,
-            first_block: np.ndarray, steps: np.ndarray, hyper: Mapping[str, Any]) -> None:
+            first_block: np.ndarray, steps: np.ndarray, hyper: Mapping[str, Any],
+            elements: int) -> None:
     scalars = flatten_scalars(hyper, 0.0)
     values = np.array([scalars[n] for n in trace.hypers], dtype=np.float64)
-    serial = first_block[-1] * codegen.BLOCK < PARALLEL_MIN_ELEMENTS or (
-        numba.get_num_threads() == 1)
+    serial = elements < PARALLEL_MIN_ELEMENTS or _threads() == 1
     (kernel.step_serial if serial else kernel.step_parallel)(
         addresses, sizes, first_block, steps, values)
 
@@ -158,7 +170,8 @@ def _address_table(params: Sequence[Tensor], states: Sequence[Mapping[str, Any]]
             return None
         rows.append(row)
         sizes.append(ops[0].numel())
-    return AddressTable(params, states, names, rows, sizes, step_addresses)
+    return AddressTable(params, states, names, rows, sizes, step_addresses,
+                        DTYPES[params[0].dtype])
 
 
 def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.ndarray,
@@ -186,11 +199,12 @@ class FastEngine:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
         self._tables: dict[tuple, AddressTable] = {}
+        self._counters: dict[tuple, StepCounters] = {}  # by the counters' ids
 
     def _table(self, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
                names: Sequence[str]) -> AddressTable | None:
         """The batch's address table with this step's gradients, or None (per-tensor path)."""
-        key = (tuple(map(id, params)), tuple(names))
+        key = batch_key(params, names)
         table = self._tables.get(key)
         if table is None or not table.matches(params, states):
             table = _address_table(params, states, names)
@@ -203,10 +217,25 @@ class FastEngine:
 
     def advance_steps(self, steps: Sequence[Tensor]) -> None:
         """Each parameter's step counter + 1, before ``apply``."""
-        _step_values(steps, increment=True)
+        key = tuple(map(id, steps))
+        counters = self._counters.get(key)
+        if counters is None or not counters.watch.fresh:
+            addresses = _step_addresses(steps)
+            if addresses is None:
+                reference.advance_steps(steps)
+                return
+            if len(self._counters) >= self.MAX_TABLES:
+                self._counters.clear()
+            counters = self._counters[key] = StepCounters(steps, addresses)
+        counters.advance()
 
     def apply(self, rule: Callable, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
               state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
+        table = self._tables.get(batch_key(params, state_names))
+        if (table is not None and table.matches(params, states)
+                and table.refresh_grads(params)
+                and self._run_table(rule, table, state_names, hyper)):
+            return  # the usual step: the same tensors as at the last step, one dtype
         batches: dict[str, list[int]] = {}
         others: list[int] = []
         for i, p in enumerate(params):
@@ -230,19 +259,27 @@ class FastEngine:
             reference.apply(rule, [params[i] for i in others], [states[i] for i in others],
                             state_names, hyper)
 
+    @staticmethod
+    def _run_table(rule: Callable, table: AddressTable, state_names: Sequence[str],
+                   hyper: Mapping[str, Any]) -> bool:
+        """One kernel call for the whole table; False (nothing done) unless every parameter has
+        taken as many steps."""
+        steps = table.steps
+        kernel_support.step_counters(table.step_addresses, steps, False)
+        first = steps[0]
+        if steps.min() != first or steps.max() != first:
+            return False
+        trace = _trace_for(rule, state_names, hyper, float(first))
+        _launch(trace, _kernel(trace, table.dtype, rule), table.addresses, table.sizes,
+                table.first_block, steps, hyper, table.total)
+        return True
+
     def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
                      states: Sequence[dict[str, Any]], state_names: Sequence[str],
                      hyper: Mapping[str, Any]) -> None:
         table = self._table(params, states, state_names)
-        if table is not None:  # the usual case: the same tensors as at the last step
-            steps = np.empty(len(params), dtype=np.float64)
-            kernel_support.step_counters(table.step_addresses, steps, False)
-            distinct = np.unique(steps)
-            if len(distinct) == 1:  # and every one has taken as many steps
-                trace = _trace_for(rule, state_names, hyper, float(distinct[0]))
-                _launch(trace, _kernel(trace, dtype, rule), table.addresses, table.sizes,
-                        table.first_block, steps, hyper)
-                return
+        if table is not None and self._run_table(rule, table, state_names, hyper):
+            return
         steps = _step_values([s["step"] for s in states])
         distinct = np.unique(steps)
         if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
