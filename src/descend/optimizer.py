@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -78,7 +79,7 @@ class Optimizer(torch.optim.Optimizer):
 
     # ---- plumbing -------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
+        _torch_add_param_group(self, param_group)
         try:
             self.check_hyperparameters(self.param_groups[-1])
         except ValueError:
@@ -173,6 +174,16 @@ class Optimizer(torch.optim.Optimizer):
         # step += 1 for all in one call: a per-tensor += costs more than a small tensor's update.
         engine.advance_steps([state["step"] for state in states])
         engine.apply(rule, params, states, names, self._hyperparameters(group, rule))
+
+
+def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:
+    """torch's add_param_group. torch wraps it in a dynamo-disable that imports torch._dynamo at
+    its first call (about 0.5 s: most of a first step); while torch._dynamo is not imported,
+    nothing is being compiled, so the function it wraps is called directly."""
+    add = torch.optim.Optimizer.add_param_group
+    if "torch._dynamo" not in sys.modules:
+        add = getattr(add, "__wrapped__", add)
+    add(optimizer, group)
 
 
 @functools.cache
