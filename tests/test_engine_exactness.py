@@ -317,3 +317,46 @@ def io_roundtrip(state_dict):
     torch.save(state_dict, buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=True)
+
+
+@configs(REPRESENTATIVES)
+def test_state_replaced_by_hand_is_picked_up_while_the_old_tensors_live(config):
+    """Steps after the first reuse what the last step touched, checked by identity: a buffer, a
+    step counter or a whole state dict replaced by hand must be the one updated, even while the
+    replaced tensors are still referenced (so their memory stays where it was)."""
+    kept = {"fast": [], "reference": []}
+
+    def replace(opt, step):
+        impl = opt.defaults["impl"]
+        p = opt.param_groups[0]["params"][step % 4]
+        state = opt.state[p]
+        if step == 2:  # every buffer, one at a time
+            for name in list(state):
+                kept[impl].append((state[name], state[name].clone()))
+                state[name] = state[name].clone()
+        if step == 3:  # the step counter
+            kept[impl].append((state["step"], state["step"].clone()))
+            state["step"] = state["step"].clone()
+        if step == 4:  # the whole dict
+            kept[impl].extend((v, v.clone()) for v in state.values())
+            opt.state[p] = {name: v.clone() for name, v in state.items()}
+
+    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), make_params(),
+                                 steps=7, each_step=replace)
+    assert_same_run(fast_opt, ref_opt)
+    for old, at_replacement in kept["fast"]:
+        assert torch.equal(old, at_replacement), "a replaced tensor was still updated"
+
+
+def test_gradient_made_strided_between_steps_is_read_as_strided():
+    """A gradient replaced by a transposed (strided) one after steady steps takes the general
+    path, which reads it through its strides."""
+    def strided(opt, step):
+        if step == 3:
+            p = opt.param_groups[0]["params"][0]
+            p.grad = p.grad.t().contiguous().t()
+
+    fast_opt, ref_opt = run_pair(lambda ps, impl: descend.Adam(ps, impl=impl), make_params(),
+                                 steps=4, each_step=strided)
+    assert not fast_opt.param_groups[0]["params"][0].grad.is_contiguous()
+    assert_same_run(fast_opt, ref_opt)

@@ -18,12 +18,14 @@ from torch import Tensor
 
 from descend import engines
 from descend.distributed import all_finite
+from descend.step_plan import GroupPlan, GroupWork, with_grad
 from descend.validation import Interval, as_number, check_group
 
 # torch.optim's implementation switches. descend accepts them so that code written for torch runs
 # unchanged; they are hints (descend picks its engine with ``impl``), except differentiable=True,
 # which is refused because the step is not differentiable.
 IMPLEMENTATION_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
+MAX_PLANS = 32  # step plans remembered (param groups x which of their parameters have grads)
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -55,6 +57,7 @@ class Optimizer(torch.optim.Optimizer):
         defaults = dict(defaults, foreach=foreach, fused=fused, capturable=capturable,
                         differentiable=False, skip_nonfinite=bool(skip_nonfinite), impl=impl)
         self.skipped_steps = 0
+        self._plans: dict[tuple[int, bytes], GroupPlan] = {}  # by group and which have grads
         super().__init__(params, defaults)
 
     # ---- what a subclass describes -------------------------------------------------------
@@ -91,6 +94,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.skipped_steps = state.pop("skipped_steps", 0)
+        self._plans = {}
         super().__setstate__(state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -125,15 +129,38 @@ class Optimizer(torch.optim.Optimizer):
             for k in _keyword_arguments(rule) if k in group
         }
 
-    def _params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
-        params = [p for p in group["params"] if p.grad is not None]
-        for p in params:
-            if p.grad.is_sparse:
-                raise RuntimeError(
-                    f"{type(self).__name__} does not support sparse gradients; use "
-                    "torch.optim.SparseAdam, or a dense embedding (sparse=False)."
-                )
-        return params
+    def _group_work(self, group: dict[str, Any]) -> GroupWork:
+        """This step's parameters with a gradient, and the group's plan if it still holds."""
+        present, params, grads = with_grad(group["params"])
+        plan = self._plans.get((id(group), bytes(present)))
+        if plan is not None and plan.holds(group, self.state, group["params"], present,
+                                           self.rule_for(group), self.state_names(group),
+                                           engines.select(group["impl"])):
+            if plan.ready(grads):
+                return GroupWork(group, present, params, grads, plan, True)
+        else:
+            plan = None
+        if any(g.is_sparse for g in grads):
+            raise RuntimeError(
+                f"{type(self).__name__} does not support sparse gradients; use "
+                "torch.optim.SparseAdam, or a dense embedding (sparse=False)."
+            )
+        return GroupWork(group, present, params, grads, plan, False)
+
+    def _make_plan(self, work: GroupWork) -> None:
+        """Remembers what this group's step touched, for the engine to run the next steps as
+        one kernel call (engines without ``prepare`` get none)."""
+        group, params = work.group, work.params
+        engine = engines.select(group["impl"])
+        if not hasattr(engine, "prepare"):
+            return
+        rule, names = self.rule_for(group), self.state_names(group)
+        states = [self.state[p] for p in params]
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        self._plans[(id(group), bytes(work.present))] = GroupPlan(
+            group, self.state, work.present, params, rule, names, engine,
+            engine.prepare(rule, params, states, names))
 
     def _all_finite(self, grads: list[Tensor]) -> bool:
         # Sharded (DTensor) gradients: every rank of the mesh must agree to skip.
@@ -146,9 +173,9 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = [(group, self._params_with_grad(group)) for group in self.param_groups]
+        work = [self._group_work(group) for group in self.param_groups]
         if self.defaults["skip_nonfinite"]:
-            if not self._all_finite([p.grad for _, params in work for p in params]):
+            if not self._all_finite([g for w in work for g in w.grads]):
                 self.skipped_steps += 1
                 warnings.warn(
                     f"{type(self).__name__}: a gradient holds NaN or Inf; step skipped "
@@ -156,9 +183,14 @@ class Optimizer(torch.optim.Optimizer):
                     UserWarning, stacklevel=2,
                 )
                 return loss
-        for group, params in work:
-            if params:
-                self._step_group(group, params)
+        for w in work:
+            if not w.params:
+                continue
+            if w.ready and w.plan.launch(self._hyperparameters(w.group, w.plan.rule)):
+                continue  # the usual step: the same tensors as at the last one
+            self._step_group(w.group, w.params)
+            if w.plan is None:
+                self._make_plan(w)
         return loss
 
     def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:

@@ -30,7 +30,6 @@ from descend.engines import codegen, kernel_support
 
 _data_ptr = Tensor.data_ptr
 _is_contiguous = Tensor.is_contiguous
-_grad = attrgetter("grad")
 _dtype = attrgetter("dtype")
 
 
@@ -92,7 +91,7 @@ class AddressTable:
     def matches(self, params: Sequence[Tensor], states: Sequence[Mapping[str, Any]]) -> bool:
         """Whether the same tensors (the batch's key is its parameters' ids), at the same
         addresses, are still the ones to update."""
-        if not self.watch.fresh or list(map(_data_ptr, params)) != self.param_addresses:
+        if not self.watch.fresh or not self.at_same_addresses(params):
             return False
         try:
             return all(list(map(id, map(itemgetter(n), states))) == ids
@@ -100,9 +99,13 @@ class AddressTable:
         except KeyError:  # a buffer was deleted by hand
             return False
 
-    def refresh_grads(self, params: Sequence[Tensor]) -> bool:
-        """Writes this step's gradient addresses; False if one cannot be streamed as is."""
-        grads = list(map(_grad, params))
+    def at_same_addresses(self, params: Sequence[Tensor]) -> bool:
+        """Whether the parameters still use the memory the table points to."""
+        return list(map(_data_ptr, params)) == self.param_addresses
+
+    def refresh_grads(self, grads: Sequence[Tensor]) -> bool:
+        """Writes this step's gradient addresses; False if one cannot be streamed as is (a
+        sparse gradient is not contiguous)."""
         if not all(map(_is_contiguous, grads)) or set(map(_dtype, grads)) != {self.torch_dtype}:
             return False  # (a grad_dtype set by hand lets a gradient's dtype differ)
         addresses = list(map(_data_ptr, grads))

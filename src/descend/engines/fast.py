@@ -11,6 +11,7 @@ reference engine under ``impl="auto"``; ``impl="fast"`` raises instead, saying w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numba
@@ -25,6 +26,7 @@ from descend.engines.symbolic import Trace, TraceError, configuration, flatten_s
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
           torch.complex64: "float32", torch.complex128: "float64"}
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+_grad = attrgetter("grad")
 
 # Below this many elements per call (four kernel blocks) a serial loop beats handing work to other
 # threads: on idle cores a hand-off costs 1-2 us, the time one core takes for about 30k elements
@@ -213,7 +215,7 @@ class FastEngine:
             if len(self._tables) >= self.MAX_TABLES:
                 self._tables.clear()
             self._tables[key] = table
-        return table if table.refresh_grads(params) else None
+        return table if table.refresh_grads(list(map(_grad, params))) else None
 
     def advance_steps(self, steps: Sequence[Tensor]) -> None:
         """Each parameter's step counter + 1, before ``apply``."""
@@ -233,7 +235,7 @@ class FastEngine:
               state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
         table = self._tables.get(batch_key(params, state_names))
         if (table is not None and table.matches(params, states)
-                and table.refresh_grads(params)
+                and table.refresh_grads(list(map(_grad, params)))
                 and self._run_table(rule, table, state_names, hyper)):
             return  # the usual step: the same tensors as at the last step, one dtype
         batches: dict[str, list[int]] = {}
@@ -258,6 +260,18 @@ class FastEngine:
         if others:
             reference.apply(rule, [params[i] for i in others], [states[i] for i in others],
                             state_names, hyper)
+
+    def prepare(self, rule: Callable, params: Sequence[Tensor],
+                states: Sequence[dict[str, Any]], state_names: Sequence[str]) -> Prepared | None:
+        """The batch's address table, for ``Prepared.run`` at the next steps; None where the
+        batch needs ``apply`` (a parameter the fast engine does not cover, zero-size, strided,
+        mixed dtypes)."""
+        if not params or any(unsupported_reason(p) or not p.numel() for p in params):
+            return None
+        if len({p.dtype for p in params}) != 1:
+            return None
+        table = _address_table(params, states, state_names)
+        return None if table is None else Prepared(rule, tuple(state_names), table)
 
     @staticmethod
     def _run_table(rule: Callable, table: AddressTable, state_names: Sequence[str],
@@ -316,3 +330,37 @@ class FastEngine:
                 _run_strided(trace, kernel, ops, steps[[k]], hyper)
             else:  # mismatched state (set by hand?): the reference engine says what is wrong
                 reference.apply(rule, [params[k]], [states[k]], state_names, hyper)
+
+
+class Prepared:
+    """A batch of parameters (one dtype) whose address table is built, for a caller that checks
+    the parameters', state dicts' and buffers' identities itself (``descend.step_plan``)."""
+
+    def __init__(self, rule: Callable, state_names: tuple[str, ...], table: AddressTable) -> None:
+        self.rule, self.state_names, self.table = rule, state_names, table
+
+    def check(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+        """Whether ``launch`` may run this step: the parameters have not moved and the gradients
+        (whose addresses it records) are contiguous, dense and of the parameters' dtype."""
+        return self.table.at_same_addresses(params) and self.table.refresh_grads(grads)
+
+    def launch(self, hyper: Mapping[str, Any]) -> bool:
+        """step += 1 and the update, after ``check``, in two numba calls; False, with nothing
+        changed, where the step needs ``advance_steps`` and ``apply`` (parameters at different
+        step counts, a configuration the tracer refuses)."""
+        table = self.table
+        steps = table.steps
+        kernel_support.step_counters(table.step_addresses, steps, False)
+        first = steps[0]
+        if steps.min() != first or steps.max() != first:
+            return False
+        try:  # the trace for the incremented count, as float32 arithmetic gives it
+            trace = _trace_for(self.rule, self.state_names, hyper,
+                               float(np.float32(first) + np.float32(1)))
+        except TraceError:
+            return False
+        kernel = _kernel(trace, table.dtype, self.rule)
+        kernel_support.step_counters(table.step_addresses, steps, True)
+        _launch(trace, kernel, table.addresses, table.sizes, table.first_block, steps, hyper,
+                table.total)
+        return True
