@@ -134,8 +134,8 @@ def _run(trace: Trace, kernel: Any, rows: list[list[int]], sizes: list[int], ste
     counts = np.array(sizes, dtype=np.int64)
     first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum((counts + codegen.BLOCK - 1) // codegen.BLOCK, out=first_block[1:])
-    _launch(trace, kernel, np.array(rows, dtype=np.int64), counts, first_block, steps, hyper,
-            sum(sizes))
+    _launch(trace, kernel, np.array(rows, dtype=np.int64), counts, first_block, steps,
+            _hyper_values(trace, flatten_scalars(hyper, 0.0)), sum(sizes))
 
 
 def _threads() -> int:
@@ -147,11 +147,14 @@ def _threads() -> int:
     return wanted
 
 
+def _hyper_values(trace: Trace, scalars: Mapping[str, float]) -> np.ndarray:
+    """The kernel's ``hyper`` argument: the trace's scalar leaves, in its order."""
+    return np.array([scalars[n] for n in trace.hypers], dtype=np.float64)
+
+
 def _launch(trace: Trace, kernel: Any, addresses: np.ndarray, sizes: np.ndarray,
-            first_block: np.ndarray, steps: np.ndarray, hyper: Mapping[str, Any],
+            first_block: np.ndarray, steps: np.ndarray, values: np.ndarray,
             elements: int) -> None:
-    scalars = flatten_scalars(hyper, 0.0)
-    values = np.array([scalars[n] for n in trace.hypers], dtype=np.float64)
     serial = elements < PARALLEL_MIN_ELEMENTS or _threads() == 1
     (kernel.step_serial if serial else kernel.step_parallel)(
         addresses, sizes, first_block, steps, values)
@@ -285,7 +288,8 @@ class FastEngine:
             return False
         trace = _trace_for(rule, state_names, hyper, float(first))
         _launch(trace, _kernel(trace, table.dtype, rule), table.addresses, table.sizes,
-                table.first_block, steps, hyper, table.total)
+                table.first_block, steps, _hyper_values(trace, flatten_scalars(hyper, 0.0)),
+                table.total)
         return True
 
     def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
@@ -338,6 +342,11 @@ class Prepared:
 
     def __init__(self, rule: Callable, state_names: tuple[str, ...], table: AddressTable) -> None:
         self.rule, self.state_names, self.table = rule, state_names, table
+        self._hyper: dict[str, Any] | None = None  # the last step's, and what it selected:
+        self._scalars: dict[str, float] = {}
+        self._trace: Trace | None = None
+        self._kernel: Any = None
+        self._values = np.empty(0)
 
     def check(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
         """Whether ``launch`` may run this step: the parameters have not moved and the gradients
@@ -355,12 +364,25 @@ class Prepared:
         if steps.min() != first or steps.max() != first:
             return False
         try:  # the trace for the incremented count, as float32 arithmetic gives it
-            trace = _trace_for(self.rule, self.state_names, hyper,
-                               float(np.float32(first) + np.float32(1)))
+            self._select(hyper, float(np.float32(first) + np.float32(1)))
         except TraceError:
             return False
-        kernel = _kernel(trace, table.dtype, self.rule)
         kernel_support.step_counters(table.step_addresses, steps, True)
-        _launch(trace, kernel, table.addresses, table.sizes, table.first_block, steps, hyper,
-                table.total)
+        _launch(self._trace, self._kernel, table.addresses, table.sizes, table.first_block,
+                steps, self._values, table.total)
         return True
+
+    def _select(self, hyper: Mapping[str, Any], step: float) -> None:
+        """The trace, kernel and hyperparameter values for this step, kept while the
+        hyperparameters stay equal and the trace's guards hold (step-dependent guards such as
+        SGD's first momentum step are evaluated at each step)."""
+        if hyper != self._hyper:
+            self._hyper, self._trace = dict(hyper), None
+            self._scalars = flatten_scalars(hyper, step)
+        self._scalars["step"] = step
+        if self._trace is None or not self._trace.holds(self._scalars):
+            self._trace = None  # until the lines below succeed
+            trace = _trace_for(self.rule, self.state_names, hyper, step)
+            self._kernel = _kernel(trace, self.table.dtype, self.rule)
+            self._values = _hyper_values(trace, self._scalars)
+            self._trace = trace
