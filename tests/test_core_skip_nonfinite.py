@@ -91,3 +91,14 @@ def test_without_skip_nonfinite_the_nan_goes_through(config):
     _bad_step(model, opt, math.nan)
     assert opt.skipped_steps == 0
     assert not torch.isfinite(opt.param_groups[1]["params"][0]).all()
+
+
+@configs(CONFIGS[:1])
+def test_loading_a_state_dict_keeps_the_count_of_skipped_steps(config):
+    """torch's load_state_dict goes through __setstate__; the counter must survive it."""
+    model = make_model()
+    opt = config.build(config.groups(model), skip_nonfinite=True)
+    with pytest.warns(UserWarning):
+        _bad_step(model, opt, math.nan)
+    opt.load_state_dict(opt.state_dict())
+    assert opt.skipped_steps == 1

@@ -93,7 +93,8 @@ class Optimizer(torch.optim.Optimizer):
         return {**super().__getstate__(), "skipped_steps": self.skipped_steps}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.skipped_steps = state.pop("skipped_steps", 0)
+        # torch's load_state_dict also calls __setstate__ (without this key): keep the count.
+        self.skipped_steps = state.pop("skipped_steps", getattr(self, "skipped_steps", 0))
         self._plans = {}
         super().__setstate__(state)
 
