@@ -26,7 +26,7 @@ STEPS = 5
 
 
 def make_params(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[torch.Tensor]:
-    """A weight, a bias, a 3-d tensor and one of 40,000 elements (three kernel blocks)."""
+    """A weight, a bias, a 3-d tensor and one of 40,000 elements (cut between two chunks)."""
     g = torch.Generator().manual_seed(seed)
     shapes = [(6, 5), (5,), (3, 4, 2), (40_000,)]
     return [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_()

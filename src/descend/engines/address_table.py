@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from descend.engines import codegen, kernel_support
+from descend.engines import kernel_support
+from descend.engines.work_split import WorkSplit
 
 _data_ptr = Tensor.data_ptr
 _is_contiguous = Tensor.is_contiguous
@@ -82,9 +83,7 @@ class AddressTable:
         self.grad_addresses: list[int] = []
         self.addresses = np.array(rows, dtype=np.int64)
         self.sizes = np.array(sizes, dtype=np.int64)
-        self.first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
-        np.cumsum((self.sizes + codegen.BLOCK - 1) // codegen.BLOCK, out=self.first_block[1:])
-        self.total = int(self.sizes.sum())
+        self.work = WorkSplit(self.sizes)
         self.step_addresses = step_addresses
         self.steps = np.empty(len(sizes), dtype=np.float64)  # this step's counters, read anew
 

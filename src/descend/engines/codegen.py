@@ -1,11 +1,12 @@
 """From a traced rule to a numba kernel: Python source written to a cache file and imported.
 
 The kernel covers many tensors in one call. It receives a table of raw addresses (one row per
-tensor, one column per vector leaf of the trace: p, g, then the state buffers), the tensors' sizes,
-their step counts and the hyperparameters, and runs in parallel over blocks of ``BLOCK`` elements.
-Per block it computes the scalar sub-expressions once (double precision, as Python would), rounds
-them to the tensor's dtype, then streams the elements: each input is read once and each output
-written once, in place. No temporary buffer is allocated.
+tensor, one column per vector leaf of the trace: p, g, then the state buffers), the work items
+and their chunks, the step counts and the hyperparameters, and runs one chunk of work items per
+thread (an item is a run of one tensor's elements; chunks hold equal element counts:
+``descend.engines.work_split``). Per item it computes the scalar sub-expressions once (double
+precision, as Python would), rounds them to the tensor's dtype, then streams the elements: each
+input is read once and each output written once, in place. No temporary buffer is allocated.
 
 The source is written to ``<cache>/descend_kernel_<hash>.py`` and imported from there, so numba's
 on-disk cache (``cache=True``) works across processes: a warm cache loads instead of compiling.
@@ -23,8 +24,7 @@ from typing import Any
 
 from descend.engines.symbolic import Expr, Trace
 
-BLOCK = 16384  # elements per parallel work item: 64 KiB of each fp32 operand
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 SCALAR_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
               "pow": "{} ** {}", "neg": "-{}", "sqrt": "math.sqrt({})", "abs": "abs({})",
               "maximum": "maximum({}, {})", "minimum": "minimum({}, {})"}
@@ -39,8 +39,6 @@ import numpy as np
 from numba import carray, njit, prange
 
 from descend.engines.kernel_support import maximum, minimum, void_pointer
-
-BLOCK = {block}
 '''
 
 # Two entry points with one body: the parallel one for large batches, the serial one where a
@@ -48,11 +46,12 @@ BLOCK = {block}
 FUNCTION = '''
 
 @njit(parallel={parallel}, cache=True, fastmath=False, nogil=True, error_model="numpy")
-def {name}(addresses, sizes, first_block, steps, hyper):
-    for block in {loop}(first_block[-1]):
-        t = np.searchsorted(first_block, block, side="right") - 1
-        begin = (block - first_block[t]) * BLOCK
-        n = min(BLOCK, sizes[t] - begin)
+def {name}(addresses, items, chunk_first, steps, hyper):
+    for chunk in {loop}(chunk_first.size - 1):
+        for item in range(chunk_first[chunk], chunk_first[chunk + 1]):
+            t = items[item, 0]
+            begin = items[item, 1]
+            n = items[item, 2]
 '''
 
 
@@ -81,22 +80,22 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
     itemsize = {"float32": 4, "float64": 8}[dtype]
     name: dict[int, str] = {}    # node -> local variable
     as_element: dict[int, str] = {}  # scalar node -> its value rounded to dtype
-    block_lines: list[str] = []  # per block: scalars, casts, array views
+    item_lines: list[str] = []  # per work item: scalars, casts, array views
     loop_lines: list[str] = []   # per element
 
     def view(column: int) -> None:
-        """This block of operand ``column`` as an array (declared once)."""
+        """This work item's run of operand ``column`` as an array (declared once)."""
         line = (f"a{column} = carray(void_pointer(addresses[t, {column}] + begin * {itemsize}), "
                 f"n, np.{dtype})")
-        if line not in block_lines:
-            block_lines.append(line)
+        if line not in item_lines:
+            item_lines.append(line)
 
     def element(e: Expr) -> str:
         if e.is_vector:
             return name[id(e)]
         if id(e) not in as_element:
             as_element[id(e)] = f"e{len(as_element)}"
-            block_lines.append(f"{as_element[id(e)]} = np.{dtype}({name[id(e)]})")
+            item_lines.append(f"{as_element[id(e)]} = np.{dtype}({name[id(e)]})")
         return as_element[id(e)]
 
     for i, e in enumerate(_topological(list(trace.outputs.values()))):
@@ -106,7 +105,7 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
             name[id(e)] = "steps[t]"
         elif e.op == "hyper":
             name[id(e)] = f"s{i}"
-            block_lines.append(f"s{i} = hyper[{trace.hypers.index(e.args[0])}]")
+            item_lines.append(f"s{i} = hyper[{trace.hypers.index(e.args[0])}]")
         elif e.op == "tensor":
             column = trace.tensors.index(e.args[0])
             view(column)
@@ -117,7 +116,7 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
             loop_lines.append(f"v{i} = " + VECTOR_OPS[e.op].format(*map(element, e.args)))
         else:
             name[id(e)] = f"s{i}"
-            block_lines.append(f"s{i} = " + SCALAR_OPS[e.op].format(
+            item_lines.append(f"s{i} = " + SCALAR_OPS[e.op].format(
                 *(name[id(a)] for a in e.args)))
     for output, e in trace.outputs.items():
         column = trace.tensors.index(output)
@@ -125,11 +124,10 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
             continue  # unchanged: nothing to write
         view(column)
         loop_lines.append(f"a{column}[i] = {element(e)}")
-    body = [" " * 8 + line for line in block_lines]
-    body += [" " * 8 + "for i in range(n):"] + [" " * 12 + line for line in loop_lines]
+    body = [" " * 12 + line for line in item_lines]
+    body += [" " * 12 + "for i in range(n):"] + [" " * 16 + line for line in loop_lines]
     body_text = "\n".join(body) + "\n"
-    return (HEADER.format(version=GENERATOR_VERSION, numba=numba.__version__, block=BLOCK,
-                          rule=rule_name)
+    return (HEADER.format(version=GENERATOR_VERSION, numba=numba.__version__, rule=rule_name)
             + FUNCTION.format(parallel=True, name="step_parallel", loop="prange") + body_text
             + FUNCTION.format(parallel=False, name="step_serial", loop="range") + body_text)
 

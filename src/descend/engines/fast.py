@@ -22,19 +22,20 @@ from torch import Tensor
 from descend.engines import codegen, kernel_support, reference
 from descend.engines.address_table import AddressTable, StepCounters, batch_key
 from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
+from descend.engines.work_split import WorkSplit
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
           torch.complex64: "float32", torch.complex128: "float64"}
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 _grad = attrgetter("grad")
 
-# Below this many elements per call (four kernel blocks) a serial loop beats handing work to other
+# Below this many elements per call a serial loop beats handing work to other
 # threads: on idle cores a hand-off costs 1-2 us, the time one core takes for about 30k elements
 # of an Adam step; above it two cores stream up to twice as fast (measured on 2 idle cores: Adam
 # over 64k elements 35 us serial, 19 us parallel; the 300 tensors of `descend bench --shape small`
 # 1.0 ms serial, 0.8 ms parallel, cache cold). Cores busy with other processes make any hand-off
 # slower (numba's and torch's OpenMP pools then compete for them).
-PARALLEL_MIN_ELEMENTS = 4 * codegen.BLOCK
+PARALLEL_MIN_ELEMENTS = 65536
 
 _traces: dict[tuple, list[Trace] | TraceError] = {}
 _kernels: dict[tuple[int, str], Any] = {}
@@ -131,11 +132,8 @@ def _run(trace: Trace, kernel: Any, rows: list[list[int]], sizes: list[int], ste
          hyper: Mapping[str, Any]) -> None:
     """One kernel call over tensors given by their operands' addresses (``trace.tensors`` order)
     and sizes."""
-    counts = np.array(sizes, dtype=np.int64)
-    first_block = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum((counts + codegen.BLOCK - 1) // codegen.BLOCK, out=first_block[1:])
-    _launch(trace, kernel, np.array(rows, dtype=np.int64), counts, first_block, steps,
-            _hyper_values(trace, flatten_scalars(hyper, 0.0)), sum(sizes))
+    _launch(kernel, np.array(rows, dtype=np.int64), WorkSplit(np.array(sizes, dtype=np.int64)),
+            steps, _hyper_values(trace, flatten_scalars(hyper, 0.0)))
 
 
 def _threads() -> int:
@@ -152,12 +150,13 @@ def _hyper_values(trace: Trace, scalars: Mapping[str, float]) -> np.ndarray:
     return np.array([scalars[n] for n in trace.hypers], dtype=np.float64)
 
 
-def _launch(trace: Trace, kernel: Any, addresses: np.ndarray, sizes: np.ndarray,
-            first_block: np.ndarray, steps: np.ndarray, values: np.ndarray,
-            elements: int) -> None:
-    serial = elements < PARALLEL_MIN_ELEMENTS or _threads() == 1
-    (kernel.step_serial if serial else kernel.step_parallel)(
-        addresses, sizes, first_block, steps, values)
+def _launch(kernel: Any, addresses: np.ndarray, work: WorkSplit, steps: np.ndarray,
+            values: np.ndarray) -> None:
+    """One kernel call: serial for few elements, else one chunk of equal size per thread."""
+    threads = 1 if work.total < PARALLEL_MIN_ELEMENTS else _threads()
+    items, chunk_first = work.chunks(threads)
+    (kernel.step_serial if threads == 1 else kernel.step_parallel)(
+        addresses, items, chunk_first, steps, values)
 
 
 def _address_table(params: Sequence[Tensor], states: Sequence[Mapping[str, Any]],
@@ -287,9 +286,8 @@ class FastEngine:
         if steps.min() != first or steps.max() != first:
             return False
         trace = _trace_for(rule, state_names, hyper, float(first))
-        _launch(trace, _kernel(trace, table.dtype, rule), table.addresses, table.sizes,
-                table.first_block, steps, _hyper_values(trace, flatten_scalars(hyper, 0.0)),
-                table.total)
+        _launch(_kernel(trace, table.dtype, rule), table.addresses, table.work, steps,
+                _hyper_values(trace, flatten_scalars(hyper, 0.0)))
         return True
 
     def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
@@ -368,8 +366,7 @@ class Prepared:
         except TraceError:
             return False
         kernel_support.step_counters(table.step_addresses, steps, True)
-        _launch(self._trace, self._kernel, table.addresses, table.sizes, table.first_block,
-                steps, self._values, table.total)
+        _launch(self._kernel, table.addresses, table.work, steps, self._values)
         return True
 
     def _select(self, hyper: Mapping[str, Any], step: float) -> None:
