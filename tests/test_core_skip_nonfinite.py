@@ -58,12 +58,17 @@ def test_an_inf_step_is_skipped(config, value):
     _check_skip(config, value)
 
 
-@configs(CONFIGS[:1])
-def test_a_nonfinite_grad_at_the_first_step_creates_no_state(config):
+def _after_one_bad_first_step(config):
     model = make_model()
     opt = config.build(config.groups(model), skip_nonfinite=True)
     with pytest.warns(UserWarning):
         _bad_step(model, opt, math.nan)
+    return opt
+
+
+@configs(CONFIGS[:1])
+def test_a_nonfinite_grad_at_the_first_step_creates_no_state(config):
+    opt = _after_one_bad_first_step(config)
     assert not opt.state and opt.skipped_steps == 1
 
 
@@ -96,9 +101,6 @@ def test_without_skip_nonfinite_the_nan_goes_through(config):
 @configs(CONFIGS[:1])
 def test_loading_a_state_dict_keeps_the_count_of_skipped_steps(config):
     """torch's load_state_dict goes through __setstate__; the counter must survive it."""
-    model = make_model()
-    opt = config.build(config.groups(model), skip_nonfinite=True)
-    with pytest.warns(UserWarning):
-        _bad_step(model, opt, math.nan)
+    opt = _after_one_bad_first_step(config)
     opt.load_state_dict(opt.state_dict())
     assert opt.skipped_steps == 1
