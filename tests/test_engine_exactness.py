@@ -348,6 +348,25 @@ def test_state_replaced_by_hand_is_picked_up_while_the_old_tensors_live(config):
         assert torch.equal(old, at_replacement), "a replaced tensor was still updated"
 
 
+@configs(REPRESENTATIVES)
+def test_step_counters_set_in_place_are_read_anew(config):
+    """A planned step advances the counters from the count the last one left, checked in the
+    same call: counters overwritten in place (same tensors) must be read again, whether all
+    alike (back to 0: step-dependent rules such as the first momentum step take their first
+    form again) or at different counts (the general path)."""
+    def set_counters(opt, step):
+        params = opt.param_groups[0]["params"]
+        if step == 3:
+            for p in params:
+                opt.state[p]["step"].fill_(0.0)
+        if step == 5:
+            opt.state[params[1]]["step"].fill_(7.0)
+
+    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), make_params(),
+                                 steps=8, each_step=set_counters)
+    assert_same_run(fast_opt, ref_opt)
+
+
 def test_gradient_made_strided_between_steps_is_read_as_strided():
     """A gradient replaced by a transposed (strided) one after steady steps takes the general
     path, which reads it through its strides."""

@@ -33,6 +33,9 @@ class GroupPlan:
         self.all_params = list(group["params"])
         self.params = list(params)
         self.states = [state[p] for p in params]
+        # The whole state by identity (keys and values, in order): a C-level pass that needs no
+        # tensor hashing, unlike ``state[p]`` per parameter (torch's Tensor.__hash__ is Python).
+        self.state_keys, self.state_values = list(state), list(state.values())
         self.rule, self.names, self.engine, self.prepared = rule, names, engine, prepared
         self.buffers = [(itemgetter(n), list(map(itemgetter(n), self.states)))
                         for n in ("step", *names)]
@@ -44,7 +47,9 @@ class GroupPlan:
                 or rule is not self.rule or names != self.names or engine is not self.engine
                 or len(all_params) != len(self.all_params)
                 or not all(map(is_, all_params, self.all_params))
-                or not all(map(is_, map(state.__getitem__, self.params), self.states))):
+                or len(state) != len(self.state_keys)
+                or not all(map(is_, state, self.state_keys))
+                or not all(map(is_, state.values(), self.state_values))):
             return False
         try:
             return all(all(map(is_, map(get, self.states), buffers))

@@ -345,6 +345,7 @@ class Prepared:
         self._trace: Trace | None = None
         self._kernel: Any = None
         self._values = np.empty(0)
+        self._count: float | None = None  # the counters' value after the last launch
 
     def check(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
         """Whether ``launch`` may run this step: the parameters have not moved and the gradients
@@ -352,22 +353,36 @@ class Prepared:
         return self.table.at_same_addresses(params) and self.table.refresh_grads(grads)
 
     def launch(self, hyper: Mapping[str, Any]) -> bool:
-        """step += 1 and the update, after ``check``, in two numba calls; False, with nothing
-        changed, where the step needs ``advance_steps`` and ``apply`` (parameters at different
-        step counts, a configuration the tracer refuses)."""
+        """step += 1 and the update, after ``check``; False, with nothing changed, where the
+        step needs ``advance_steps`` and ``apply`` (parameters at different step counts, a
+        configuration the tracer refuses).
+
+        The usual step is two numba calls: ``advance_from`` the count the last launch left
+        (it checks that every counter still holds it), then the kernel. The counters are read
+        anew only when that check fails."""
         table = self.table
-        steps = table.steps
-        kernel_support.step_counters(table.step_addresses, steps, False)
+        for expected in (self._count, None):
+            if expected is None:
+                expected = self._uniform_count()
+                if expected is None:
+                    return False
+            try:  # the trace for the incremented count, as float32 arithmetic gives it
+                self._select(hyper, float(np.float32(expected) + np.float32(1)))
+            except TraceError:
+                return False
+            if kernel_support.advance_from(table.step_addresses, table.steps, expected):
+                self._count = table.steps[0]
+                _launch(self._kernel, table.addresses, table.work, table.steps, self._values)
+                return True
+            self._count = None
+        return False
+
+    def _uniform_count(self) -> float | None:
+        """The step count every counter holds, or None where they differ (or one is NaN)."""
+        steps = self.table.steps
+        kernel_support.step_counters(self.table.step_addresses, steps, False)
         first = steps[0]
-        if steps.min() != first or steps.max() != first:
-            return False
-        try:  # the trace for the incremented count, as float32 arithmetic gives it
-            self._select(hyper, float(np.float32(first) + np.float32(1)))
-        except TraceError:
-            return False
-        kernel_support.step_counters(table.step_addresses, steps, True)
-        _launch(self._kernel, table.addresses, table.work, steps, self._values)
-        return True
+        return None if steps.min() != first or steps.max() != first else float(first)
 
     def _select(self, hyper: Mapping[str, Any], step: float) -> None:
         """The trace, kernel and hyperparameter values for this step, kept while the
