@@ -6,22 +6,18 @@ Every function returns PNG bytes; the caller decides where they go (a file, a da
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
-
-from descend.lab.store import RunRecord  # noqa: E402
-from descend.lab.sweep import OptimizerResult  # noqa: E402
+from descend.lab.plotting import colour, plt, png_bytes
+from descend.lab.store import RunRecord
+from descend.lab.sweep import OptimizerResult
 
 DPI = 110
 _STYLE = {
@@ -32,10 +28,6 @@ _STYLE = {
 }
 _LINESTYLES = ("-", "--", ":", "-.")
 
-
-def colour(index: int) -> str:
-    """The colour of the ``index``-th optimizer, the same in every figure of a report."""
-    return plt.get_cmap("tab10")(index % 10)
 
 
 @dataclass(frozen=True)
@@ -218,10 +210,5 @@ def rule(latex: str, fontsize: float = 15) -> bytes:
 
 
 def _png(fig: Figure, dpi: int = DPI, tight: bool = False) -> bytes:
-    buffer = io.BytesIO()
     extra = {"bbox_inches": "tight", "pad_inches": 0.04, "transparent": True} if tight else {}
-    try:
-        fig.savefig(buffer, format="png", dpi=dpi, **extra)
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=dpi, **extra)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically; returns the path."""
+    """Writes ``data`` to ``path`` atomically (creating its folder); returns the path."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -5,6 +5,7 @@ Importable from :mod:`descend.lab.landscapes` as well.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from PIL import Image
 
+from descend.lab.files import write_bytes_atomic
 from descend.lab.landscapes import Landscape, Trajectory, get, landscape_spec, run_all
 from descend.lab.plotting import optimizer_colors, save
 from descend.lab.spec import OptimizerSpec
@@ -148,16 +150,15 @@ def animate_trajectories(landscape: Landscape, trajectories: list[Trajectory], p
         ax.draw_artist(title)
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
     plt.close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # One palette for all frames, from the last (it has every path's color): per-frame
     # palettes would make the background flicker.
     palette = images[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT)
     frames_p = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
     durations = [1000 // fps] * (len(frames_p) - 1) + [2000]
-    frames_p[0].save(path, save_all=True, append_images=frames_p[1:], duration=durations,
-                     loop=0, optimize=True)
-    return path
+    gif = io.BytesIO()
+    frames_p[0].save(gif, format="GIF", save_all=True, append_images=frames_p[1:],
+                     duration=durations, loop=0, optimize=True)
+    return write_bytes_atomic(path, gif.getvalue())
 
 
 def report_figures(out_dir: Path, specs: list[OptimizerSpec] | None = None,

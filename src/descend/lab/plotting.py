@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -11,10 +12,17 @@ matplotlib.use("Agg")  # files only, never a window: the lab runs headless
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from descend.lab.files import write_bytes_atomic  # noqa: E402
+
 # The seed optimizers keep the same color in every figure of a report (tab10, in seed order).
 _PALETTE = plt.get_cmap("tab10").colors
 _SEED_ORDER = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop-nesterov",
                "adadelta", "adam", "adamw")
+
+
+def colour(index: int) -> tuple[float, float, float]:
+    """The ``index``-th color of the lab's palette (tab10)."""
+    return _PALETTE[index % len(_PALETTE)]
 
 
 def optimizer_colors(labels: list[str]) -> list[tuple[float, float, float]]:
@@ -22,14 +30,20 @@ def optimizer_colors(labels: list[str]) -> list[tuple[float, float, float]]:
     keeps its own color unless two runs share an optimizer, then colors go by position."""
     names = [label.partition(":")[0] for label in labels]
     if len(set(names)) == len(names) and all(n in _SEED_ORDER for n in names):
-        return [_PALETTE[_SEED_ORDER.index(n) % len(_PALETTE)] for n in names]
-    return [_PALETTE[i % len(_PALETTE)] for i in range(len(labels))]
+        return [colour(_SEED_ORDER.index(n)) for n in names]
+    return [colour(i) for i in range(len(labels))]
+
+
+def png_bytes(fig: Figure, dpi: int = 110, **savefig: object) -> bytes:
+    """``fig`` as PNG bytes; closes it."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, **savefig)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    """Writes ``fig`` to ``path`` (creating its folder) and closes it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    """Writes ``fig`` to ``path`` atomically (creating its folder) and closes it."""
+    return write_bytes_atomic(path, png_bytes(fig, dpi=dpi, bbox_inches="tight"))
