@@ -29,8 +29,9 @@ MAX_PLANS = 32  # step plans remembered (param groups x which of their parameter
 
 
 class Optimizer(torch.optim.Optimizer):
-    """Base class. Subclasses set ``rule``, ``ranges`` and, when they differ from zeros_like(p)
-    buffers named by the rule, override ``state_names`` / ``initial_state``."""
+    """Base class. Subclasses set ``rule`` (or override ``rule_for`` when the configuration
+    picks the rule), ``ranges`` and ``state_names``, and ``initial_state`` when a buffer does
+    not start at zeros_like(p)."""
 
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]]
     ranges: dict[str, Interval] = {}

@@ -14,7 +14,6 @@ class Adam(Optimizer):
     """Adam (optionally AMSGrad). Same signature and defaults as ``torch.optim.Adam``;
     ``decoupled_weight_decay=True`` makes it AdamW, as in torch."""
 
-    rule = staticmethod(rules.adam)
     ranges = {"lr": NONNEGATIVE, "betas": UNIT, "eps": NONNEGATIVE, "weight_decay": NONNEGATIVE}
 
     def __init__(

@@ -21,7 +21,6 @@ class SGD(Optimizer):
     differ under a schedule (see ``descend.rules.sgd``).
     """
 
-    rule = staticmethod(rules.sgd)
     ranges = {"lr": NONNEGATIVE, "momentum": NONNEGATIVE, "dampening": UNIT_CLOSED,
               "weight_decay": NONNEGATIVE}
 
