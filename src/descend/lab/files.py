@@ -3,9 +3,11 @@ folder, flush it to disk, then ``os.replace`` it over the target (atomic on POSI
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -35,6 +37,20 @@ def _umask() -> int:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Writes ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def strict_json(value: Any, significant: int | None = None) -> Any:
+    """``value`` with NaN and infinities (a diverged run) as None: strict JSON has no spelling
+    for them. ``significant`` rounds floats to that many significant digits (long paths)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v, significant) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v, significant) for v in value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return float(f"{value:.{significant}g}") if significant else value
+    return value
 
 
 def check_writable(folder: str | os.PathLike) -> Path:

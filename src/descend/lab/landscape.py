@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from descend.cli import UserError
 from descend.lab import landscapes
-from descend.lab.files import check_writable, write_text_atomic
+from descend.lab.files import check_writable, strict_json, write_text_atomic
 from descend.lab.landscapes import DEFAULT_TOL, LANDSCAPES, Landscape, Trajectory
 from descend.lab.spec import parse_spec
 
@@ -115,16 +114,7 @@ def _write_json(landscape: Landscape, runs: list[Trajectory], args: argparse.Nam
         "runs": [{**run.summary(landscape), "path": run.points.tolist(),
                   "losses": run.losses.tolist()} for run in runs],
     }
-    return write_text_atomic(path, json.dumps(_strict(data), separators=(",", ":")))
+    text = json.dumps(strict_json(data, significant=10), separators=(",", ":"))
+    return write_text_atomic(path, text)
 
 
-def _strict(value):
-    """Floats to 10 significant digits (paths are long), NaN and infinities (a diverged run)
-    as null: strict JSON has no such numbers."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    if isinstance(value, float):
-        return float(f"{value:.10g}") if math.isfinite(value) else None
-    return value

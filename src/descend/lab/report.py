@@ -15,14 +15,18 @@ import argparse
 import csv
 import io
 import json
-import math
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 from descend.cli import UserError
-from descend.lab.files import check_writable, write_bytes_atomic, write_text_atomic
+from descend.lab.files import (
+    check_writable,
+    strict_json,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from descend.lab.report_html import Figure, render
 from descend.lab.spec import OptimizerSpec, parse_spec
 from descend.lab.store import FILENAME, RunStore
@@ -102,7 +106,7 @@ def write_report(folder: str | Path, config: CompareConfig, store: RunStore,
 
     write_text_atomic(folder / "results.csv", _csv([row.as_dict() for row in rows]))
     write_text_atomic(folder / "runs.csv", _csv(_run_points(store)))
-    write_text_atomic(folder / "results.json", json.dumps(_clean({
+    write_text_atomic(folder / "results.json", json.dumps(strict_json({
         "config": config.to_json(), "environment": environment(),
         "results": [row.as_dict() for row in rows],
         "sweeps": [_sweep_json(r) for r in results],
@@ -197,19 +201,9 @@ def _csv(records: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_clean(records))
+    writer.writerows(strict_json(records))
     return buffer.getvalue()
 
-
-def _clean(value: Any) -> Any:
-    """NaN and infinities as null: JSON has no spelling for them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 __all__ = ["Row", "write_report", "summary_text", "run", "add_arguments"]
