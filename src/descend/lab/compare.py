@@ -286,7 +286,6 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
             bar.set_postfix_str("", refresh=False)
             spec = OptimizerSpec(**_spec_fields(run_config)).with_lr(run_config["lr"])
             data = splits(run_config["seed"])
-            warm_up(spec, data)
             steps_per_epoch = _steps_per_epoch(run_config["batch_size"], len(data.train))
             every = max(1, steps_per_epoch // 10)
 
@@ -316,21 +315,6 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
             if bar.n >= bar.total:  # a sweep widened beyond its grid
                 bar.total = bar.n + 1
             bar.update(1)
-
-        warmed: set[str] = set()
-
-        def warm_up(spec: OptimizerSpec, data: Splits) -> None:
-            """One throwaway step per optimizer configuration, so one-time costs (the fast
-            engine compiling its kernel) stay out of the step timings."""
-            if spec.label in warmed:
-                return
-            warmed.add(spec.label)
-            try:
-                model = task.build_model(0)
-                task.loss(model(data.train.x[:8]), data.train.y[:8]).backward()
-                spec.build(model.parameters()).step()
-            except Exception:  # the real run will meet and record the same problem
-                pass
 
         execute(config, store, train_one, done)
         bar.set_description(f"compare {config.task}: done", refresh=False)
