@@ -195,6 +195,15 @@ def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.nda
             view.copy_(copy)
 
 
+def _uniform_step(table: AddressTable) -> float | None:
+    """The step count every counter of ``table`` holds (read into ``table.steps``), or None
+    where they differ (or one is NaN)."""
+    steps = table.steps
+    kernel_support.step_counters(table.step_addresses, steps, False)
+    first = steps[0]
+    return None if steps.min() != first or steps.max() != first else float(first)
+
+
 class FastEngine:
     """Applies a rule with compiled kernels; ``strict`` raises where the reference would run."""
 
@@ -280,13 +289,11 @@ class FastEngine:
                    hyper: Mapping[str, Any]) -> bool:
         """One kernel call for the whole table; False (nothing done) unless every parameter has
         taken as many steps."""
-        steps = table.steps
-        kernel_support.step_counters(table.step_addresses, steps, False)
-        first = steps[0]
-        if steps.min() != first or steps.max() != first:
+        step = _uniform_step(table)
+        if step is None:
             return False
-        trace = _trace_for(rule, state_names, hyper, float(first))
-        _launch(_kernel(trace, table.dtype, rule), table.addresses, table.work, steps,
+        trace = _trace_for(rule, state_names, hyper, step)
+        _launch(_kernel(trace, table.dtype, rule), table.addresses, table.work, table.steps,
                 _hyper_values(trace, flatten_scalars(hyper, 0.0)))
         return True
 
@@ -363,7 +370,7 @@ class Prepared:
         table = self.table
         for expected in (self._count, None):
             if expected is None:
-                expected = self._uniform_count()
+                expected = _uniform_step(table)
                 if expected is None:
                     return False
             try:  # the trace for the incremented count, as float32 arithmetic gives it
@@ -376,13 +383,6 @@ class Prepared:
                 return True
             self._count = None
         return False
-
-    def _uniform_count(self) -> float | None:
-        """The step count every counter holds, or None where they differ (or one is NaN)."""
-        steps = self.table.steps
-        kernel_support.step_counters(self.table.step_addresses, steps, False)
-        first = steps[0]
-        return None if steps.min() != first or steps.max() != first else float(first)
 
     def _select(self, hyper: Mapping[str, Any], step: float) -> None:
         """The trace, kernel and hyperparameter values for this step, kept while the
