@@ -6,6 +6,7 @@ The lab's cheat sheet, reports and command-line parser read from here.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,6 @@ class Entry:
 
     def defaults(self) -> dict[str, Any]:
         """The hyperparameters this entry runs with when the user gives none."""
-        import inspect
-
         sig = inspect.signature(self.cls.__init__)
         values = {n: p.default for n, p in sig.parameters.items()
                   if p.default is not p.empty and n not in _PLUMBING}
