@@ -28,7 +28,7 @@ from torch import nn
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from descend.distributed import load_checkpoint, save_checkpoint
+from descend.distributed import finish, load_checkpoint, save_checkpoint
 from descend.lab import tasks
 from descend.lab.spec import parse_spec
 
@@ -105,6 +105,11 @@ def parameter_norm(model: nn.Module) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
+    train(args)
+    finish()
+
+
+def train(args: argparse.Namespace) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the number of "
@@ -115,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     say = print if rank == 0 else (lambda *a, **k: None)
 
     task = tasks.get(args.task)
-    train = task.load(args.seed).train
-    x, y = train.x.to(device), train.y.to(device)
+    data = task.load(args.seed).train
+    x, y = data.x.to(device), data.y.to(device)
     if args.batch_size > len(x):
         raise SystemExit(f"--batch-size {args.batch_size} is larger than the {len(x)} examples")
     model = wrap(task.build_model(args.seed).to(device), args.wrapper)
@@ -147,8 +152,6 @@ def main(argv: list[str] | None = None) -> None:
             save_checkpoint(args.checkpoint_dir / f"step-{done:06d}", model, optimizer)
     norm = parameter_norm(model)
     say(f"final step {args.steps} parameter norm {norm!r}")
-    dist.barrier()  # no rank tears down its connections while another still uses them
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

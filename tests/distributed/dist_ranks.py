@@ -34,7 +34,7 @@ from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
 from descend import engines
-from descend.distributed import load_checkpoint, save_checkpoint
+from descend.distributed import finish, load_checkpoint, save_checkpoint
 
 
 def fsdp2(model: nn.Module) -> nn.Module:
@@ -168,15 +168,12 @@ def main() -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     started = time.perf_counter()
-    try:
-        results = JOBS[job](rank, world, out)
-        print(f"rank {rank}: job {job} ran in {time.perf_counter() - started:.1f} s", flush=True)
-        engine = engines.select("auto")
-        results["auto_engine"] = getattr(engine, "__name__", type(engine).__name__)
-        torch.save(results, out / f"rank{rank}.pt")
-        dist.barrier()  # no rank tears down its connections while another still uses them
-    finally:
-        dist.destroy_process_group()
+    results = JOBS[job](rank, world, out)
+    print(f"rank {rank}: job {job} ran in {time.perf_counter() - started:.1f} s", flush=True)
+    engine = engines.select("auto")
+    results["auto_engine"] = getattr(engine, "__name__", type(engine).__name__)
+    torch.save(results, out / f"rank{rank}.pt")
+    finish()  # a rank that raised exits non-zero through the traceback, as before
 
 
 if __name__ == "__main__":
