@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,25 @@ from torch import Tensor, nn
 def is_sharded(t: Tensor) -> bool:
     """True for a DTensor (an FSDP2 / tensor-parallel parameter or gradient)."""
     return hasattr(t, "device_mesh") and hasattr(t, "to_local")
+
+
+def local_shards(p: Tensor, g: Tensor, state: dict[str, Any],
+                 names: Sequence[str]) -> tuple[Tensor, Tensor, dict[str, Any]] | None:
+    """This rank's shards of a DTensor parameter, its gradient and its state buffers (a state dict
+    of local tensors, ``step`` included), or None unless all of them are DTensors on the same mesh
+    with the same placements and shape: then an elementwise update of the local shards is the
+    update of the whole tensors. (A gradient still ``Partial`` — not yet reduced — is not; the
+    reference engine's DTensor ops redistribute it.) The local shards share the DTensors' memory.
+    """
+    buffers = [state[n] for n in names]
+    if not all(is_sharded(t) and t.device_mesh == p.device_mesh and t.placements == p.placements
+               and t.shape == p.shape for t in (g, *buffers)):
+        return None
+    local = dict(state)
+    local.update(zip(names, (b.to_local() for b in buffers), strict=True))
+    if is_sharded(local["step"]):
+        local["step"] = local["step"].to_local()
+    return p.to_local(), g.to_local(), local
 
 
 def all_finite(grads: Sequence[Tensor]) -> bool:

@@ -162,7 +162,7 @@ class Optimizer(torch.optim.Optimizer):
             self._plans.clear()
         self._plans[(id(group), bytes(work.present))] = GroupPlan(
             group, self.state, work.present, params, rule, names, engine,
-            engine.prepare(rule, params, states, names))
+            engine.prepare(rule, params, work.grads, states, names))
 
     def _all_finite(self, grads: list[Tensor]) -> bool:
         # Sharded (DTensor) gradients: every rank of the mesh must agree to skip.
@@ -190,12 +190,13 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             if w.ready and w.plan.launch(self._hyperparameters(w.group, w.plan.rule)):
                 continue  # the usual step: the same tensors as at the last one
-            self._step_group(w.group, w.params)
+            self._step_group(w.group, w.params, w.grads)
             if w.plan is None:
                 self._make_plan(w)
         return loss
 
-    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+    def _step_group(self, group: dict[str, Any], params: list[Tensor],
+                    grads: list[Tensor]) -> None:
         rule = self.rule_for(group)
         names = self.state_names(group)
         states = []
@@ -207,7 +208,7 @@ class Optimizer(torch.optim.Optimizer):
         engine = engines.select(group["impl"])
         # step += 1 for all in one call: a per-tensor += costs more than a small tensor's update.
         engine.advance_steps([state["step"] for state in states])
-        engine.apply(rule, params, states, names, self._hyperparameters(group, rule))
+        engine.apply(rule, params, grads, states, names, self._hyperparameters(group, rule))
 
 
 def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:

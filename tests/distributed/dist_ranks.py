@@ -19,6 +19,7 @@ import torch.distributed as dist
 from dist_problem import (
     CHECKPOINT_RUNS,
     CHECKPOINT_STEP,
+    CONFIGS,
     RESUMED_STEPS,
     RUNS,
     STEPS,
@@ -77,6 +78,7 @@ def section_fsdp2(rank: int, world: int, out: Path) -> dict:
     for config, impl in RUNS:
         results[f"fsdp2/{config}/{impl}"] = trained(
             fsdp2(build_model()), config, impl, rank, world)
+    for config, impl in [*RUNS, *((config, "fast") for config in CONFIGS)]:
         results[f"fsdp2-float32/{config}/{impl}"] = trained(
             fsdp2(build_model(torch.float32)), config, impl, rank, world)
     for impl in ("reference", "auto"):

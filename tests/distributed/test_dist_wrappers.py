@@ -28,15 +28,21 @@ def test_two_ranks_match_one_process(section, two_ranks):
 
 
 @pytest.mark.timeout(150)
-def test_default_engine_on_float32_shards_matches_reference(two_ranks):
-    """float32 DTensor shards (what a fast engine is built for): same gradients on both
-    engines, so the default engine must give the reference engine's parameters."""
+@pytest.mark.parametrize("impl", ["fast", "auto"])
+def test_fast_engine_on_float32_shards_matches_reference(impl, two_ranks):
+    """float32 DTensor shards: the fast engine updates each rank's local shards (impl="fast"
+    raises where it cannot, so every configuration ran on it) and, with the same gradients,
+    gives the reference engine's parameters; so does the default. Tolerance: the two engines
+    round differently by an ulp or two, which five steps of training feed back (RMSprop with
+    Nesterov momentum ends up ~2e-6 apart on weights of size ~1, in one process too); a wrong
+    shard would be off by the size of an update (1e-2)."""
     problems = []
     for config in CONFIGS:
         for rank, results in enumerate(two_ranks.require("fsdp2")):
-            problems += mismatches(results[f"fsdp2-float32/{config}/auto"],
+            problems += mismatches(results[f"fsdp2-float32/{config}/{impl}"],
                                    results[f"fsdp2-float32/{config}/reference"],
-                                   f"float32 {config} rank {rank} auto vs reference", atol=1e-7)
+                                   f"float32 {config} rank {rank} {impl} vs reference",
+                                   atol=2e-5)
     assert not problems, "\n".join(problems)
 
 

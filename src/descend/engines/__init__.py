@@ -26,7 +26,8 @@ def fast_available() -> bool:
 
 @functools.cache
 def select(impl: str):
-    """The engine for ``impl``: an object with ``apply(rule, params, states, names, hyper)``."""
+    """The engine for ``impl``: an object with
+    ``apply(rule, params, grads, states, names, hyper)``."""
     if impl == "reference":
         return reference
     if impl not in IMPLS:

@@ -2,16 +2,17 @@
 kernel that updates many tensors per call, in place, at the memory-bandwidth limit.
 
 What it covers: CPU tensors of float32 or float64 (complex64/128 as pairs of reals), plain
-``torch.Tensor`` / ``nn.Parameter``, any strides (dense layouts are run in place; a strided view
-is staged through one contiguous copy). Everything else (bfloat16/float16, CUDA and other devices,
-tensor subclasses such as DTensor, rules that leave the elementwise vocabulary) runs on the
-reference engine under ``impl="auto"``; ``impl="fast"`` raises instead, saying why.
+``torch.Tensor`` / ``nn.Parameter``, and DTensors (FSDP2) whose gradient and state are sharded
+like the parameter (the kernel then updates this rank's local shards), any strides (dense
+layouts are run in place; a strided view is staged through one contiguous copy). Everything else
+(bfloat16/float16, CUDA and other devices, other tensor subclasses, rules that leave the
+elementwise vocabulary) runs on the reference engine under ``impl="auto"``; ``impl="fast"``
+raises instead, saying why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter
 from typing import Any
 
 import numba
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from descend.distributed import is_sharded, local_shards
 from descend.engines import codegen, kernel_support, reference
 from descend.engines.address_table import AddressTable, StepCounters, batch_key
 from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
@@ -27,7 +29,6 @@ from descend.engines.work_split import WorkSplit
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
           torch.complex64: "float32", torch.complex128: "float64"}
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
-_grad = attrgetter("grad")
 
 # Below this many elements per call a serial loop beats handing work to other
 # threads: on idle cores a hand-off costs 1-2 us, the time one core takes for about 30k elements
@@ -47,6 +48,9 @@ class FastEngineError(ValueError):
 
 def unsupported_reason(p: Tensor) -> str | None:
     """Why the fast engine cannot update ``p`` (None when it can)."""
+    if is_sharded(p):
+        return ("a DTensor parameter whose gradient or state is not sharded like it (a Partial "
+                "gradient, say) is not supported")
     if type(p) not in PLAIN_TYPES:
         return f"{type(p).__name__} parameters (tensor subclasses) are not supported"
     if not p.is_cpu:
@@ -85,9 +89,10 @@ def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
     return _kernels[key]
 
 
-def _operands(p: Tensor, state: Mapping[str, Any], state_names: Sequence[str]) -> list[Tensor]:
+def _operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
+              state_names: Sequence[str]) -> list[Tensor]:
     """p, g and the state buffers, as real tensors sharing p's memory layout."""
-    tensors = [p, p.grad, *[state[n] for n in state_names]]
+    tensors = [p, g, *[state[n] for n in state_names]]
     return [torch.view_as_real(t) for t in tensors] if p.is_complex() else tensors
 
 
@@ -159,7 +164,8 @@ def _launch(kernel: Any, addresses: np.ndarray, work: WorkSplit, steps: np.ndarr
         addresses, items, chunk_first, steps, values)
 
 
-def _address_table(params: Sequence[Tensor], states: Sequence[Mapping[str, Any]],
+def _address_table(params: Sequence[Tensor], grads: Sequence[Tensor],
+                   states: Sequence[Mapping[str, Any]],
                    names: Sequence[str]) -> AddressTable | None:
     """A table for the batch, or None if a tensor needs the per-tensor path (strided, or a step
     counter that is not a float32 scalar)."""
@@ -167,8 +173,8 @@ def _address_table(params: Sequence[Tensor], states: Sequence[Mapping[str, Any]]
     if step_addresses is None:
         return None
     rows, sizes = [], []
-    for p, state in zip(params, states, strict=True):
-        ops = _operands(p, state, names)
+    for p, g, state in zip(params, grads, states, strict=True):
+        ops = _operands(p, g, state, names)
         row = _address_row(ops)
         if row is None:
             return None
@@ -214,19 +220,19 @@ class FastEngine:
         self._tables: dict[tuple, AddressTable] = {}
         self._counters: dict[tuple, StepCounters] = {}  # by the counters' ids
 
-    def _table(self, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
-               names: Sequence[str]) -> AddressTable | None:
+    def _table(self, params: Sequence[Tensor], grads: Sequence[Tensor],
+               states: Sequence[dict[str, Any]], names: Sequence[str]) -> AddressTable | None:
         """The batch's address table with this step's gradients, or None (per-tensor path)."""
         key = batch_key(params, names)
         table = self._tables.get(key)
         if table is None or not table.matches(params, states):
-            table = _address_table(params, states, names)
+            table = _address_table(params, grads, states, names)
             if table is None:
                 return None
             if len(self._tables) >= self.MAX_TABLES:
                 self._tables.clear()
             self._tables[key] = table
-        return table if table.refresh_grads(list(map(_grad, params))) else None
+        return table if table.refresh_grads(grads) else None
 
     def advance_steps(self, steps: Sequence[Tensor]) -> None:
         """Each parameter's step counter + 1, before ``apply``."""
@@ -242,16 +248,18 @@ class FastEngine:
             counters = self._counters[key] = StepCounters(steps, addresses)
         counters.advance()
 
-    def apply(self, rule: Callable, params: Sequence[Tensor], states: Sequence[dict[str, Any]],
-              state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
+    def apply(self, rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
+              states: Sequence[dict[str, Any]], state_names: Sequence[str],
+              hyper: Mapping[str, Any]) -> None:
         table = self._tables.get(batch_key(params, state_names))
-        if (table is not None and table.matches(params, states)
-                and table.refresh_grads(list(map(_grad, params)))
+        if (table is not None and table.matches(params, states) and table.refresh_grads(grads)
                 and self._run_table(rule, table, state_names, hyper)):
             return  # the usual step: the same tensors as at the last step, one dtype
-        batches: dict[str, list[int]] = {}
+        batches: dict[str, list[tuple[Tensor, Tensor, dict[str, Any]]]] = {}
         others: list[int] = []
-        for i, p in enumerate(params):
+        for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
+            if is_sharded(p):
+                p, g, state = local_shards(p, g, state, state_names) or (p, g, state)
             reason = unsupported_reason(p)
             if reason is not None:
                 if self.strict:
@@ -259,29 +267,29 @@ class FastEngine:
                                           "possible, reference elsewhere) or impl='reference'.")
                 others.append(i)
             elif p.numel():
-                batches.setdefault(DTYPES[p.dtype], []).append(i)
+                batches.setdefault(DTYPES[p.dtype], []).append((p, g, state))
         try:
-            for dtype, indices in batches.items():
-                self._apply_batch(rule, dtype, [params[i] for i in indices],
-                                  [states[i] for i in indices], state_names, hyper)
+            for dtype, batch in batches.items():
+                self._apply_batch(rule, dtype, *map(list, zip(*batch, strict=True)),
+                                  state_names, hyper)
         except TraceError as e:
             if self.strict:
                 raise FastEngineError(f"impl='fast': {e}. Use impl='reference'.") from e
             others = list(range(len(params)))  # nothing was written: the trace comes first
         if others:
-            reference.apply(rule, [params[i] for i in others], [states[i] for i in others],
-                            state_names, hyper)
+            reference.apply(rule, [params[i] for i in others], [grads[i] for i in others],
+                            [states[i] for i in others], state_names, hyper)
 
-    def prepare(self, rule: Callable, params: Sequence[Tensor],
+    def prepare(self, rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
                 states: Sequence[dict[str, Any]], state_names: Sequence[str]) -> Prepared | None:
         """The batch's address table, for ``Prepared.run`` at the next steps; None where the
         batch needs ``apply`` (a parameter the fast engine does not cover, zero-size, strided,
-        mixed dtypes)."""
+        mixed dtypes, DTensor shards)."""
         if not params or any(unsupported_reason(p) or not p.numel() for p in params):
             return None
         if len({p.dtype for p in params}) != 1:
             return None
-        table = _address_table(params, states, state_names)
+        table = _address_table(params, grads, states, state_names)
         return None if table is None else Prepared(rule, tuple(state_names), table)
 
     @staticmethod
@@ -298,16 +306,17 @@ class FastEngine:
         return True
 
     def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
-                     states: Sequence[dict[str, Any]], state_names: Sequence[str],
-                     hyper: Mapping[str, Any]) -> None:
-        table = self._table(params, states, state_names)
+                     grads: Sequence[Tensor], states: Sequence[dict[str, Any]],
+                     state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
+        table = self._table(params, grads, states, state_names)
         if table is not None and self._run_table(rule, table, state_names, hyper):
             return
         steps = _step_values([s["step"] for s in states])
         distinct = np.unique(steps)
         if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
             trace = _trace_for(rule, state_names, hyper, float(distinct[0]))
-            self._run_trace(rule, trace, dtype, params, states, state_names, hyper, steps)
+            self._run_trace(rule, trace, dtype, params, grads, states, state_names, hyper,
+                            steps)
             return
         traces = {float(s): _trace_for(rule, state_names, hyper, float(s)) for s in distinct}
         by_trace: dict[int, list[int]] = {}
@@ -316,15 +325,17 @@ class FastEngine:
         for trace in {id(t): t for t in traces.values()}.values():
             indices = by_trace[id(trace)]
             self._run_trace(rule, trace, dtype, [params[i] for i in indices],
-                            [states[i] for i in indices], state_names, hyper, steps[indices])
+                            [grads[i] for i in indices], [states[i] for i in indices],
+                            state_names, hyper, steps[indices])
 
     def _run_trace(self, rule: Callable, trace: Trace, dtype: str, params: Sequence[Tensor],
-                   states: Sequence[dict[str, Any]], state_names: Sequence[str],
-                   hyper: Mapping[str, Any], steps: np.ndarray) -> None:
+                   grads: Sequence[Tensor], states: Sequence[dict[str, Any]],
+                   state_names: Sequence[str], hyper: Mapping[str, Any],
+                   steps: np.ndarray) -> None:
         kernel = _kernel(trace, dtype, rule)
         rows, sizes, direct, strided = [], [], [], []
-        for k, (p, state) in enumerate(zip(params, states, strict=True)):
-            ops = _operands(p, state, state_names)
+        for k, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
+            ops = _operands(p, g, state, state_names)
             row = _address_row(ops)
             if row is None:
                 strided.append((k, ops))
@@ -338,7 +349,7 @@ class FastEngine:
             if all(t.shape == ops[0].shape and t.dtype == ops[0].dtype for t in ops):
                 _run_strided(trace, kernel, ops, steps[[k]], hyper)
             else:  # mismatched state (set by hand?): the reference engine says what is wrong
-                reference.apply(rule, [params[k]], [states[k]], state_names, hyper)
+                reference.apply(rule, [params[k]], [grads[k]], [states[k]], state_names, hyper)
 
 
 class Prepared:

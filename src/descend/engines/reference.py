@@ -21,13 +21,14 @@ def real_view(t: Tensor) -> Tensor:
 def apply(
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]],
     params: Sequence[Tensor],
+    grads: Sequence[Tensor],
     states: Sequence[dict[str, Any]],
     state_names: Sequence[str],
     hyper: Mapping[str, Any],
 ) -> None:
     """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place."""
-    for p, state in zip(params, states, strict=True):
-        param, grad = real_view(p), real_view(p.grad)
+    for p, g, state in zip(params, grads, states, strict=True):
+        param, grad = real_view(p), real_view(g)
         buffers = {name: real_view(state[name]) for name in state_names}
         new_param, new_buffers = rule(
             param, grad, step=state["step"].item(), **buffers, **hyper
