@@ -104,3 +104,15 @@ def test_loading_a_state_dict_keeps_the_count_of_skipped_steps(config):
     opt = _after_one_bad_first_step(config)
     opt.load_state_dict(opt.state_dict())
     assert opt.skipped_steps == 1
+
+
+def test_skip_together_refuses_what_cannot_work():
+    """skip_together needs skip_nonfinite=True and an initialized process group, and says so."""
+    import descend
+    from descend.distributed import skip_together
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="skip_nonfinite=True"):
+        skip_together(descend.Adam([param]))
+    with pytest.raises(ValueError, match="init_process_group"):
+        skip_together(descend.Adam([param], skip_nonfinite=True))

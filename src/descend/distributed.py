@@ -10,6 +10,9 @@ agree, and live here:
 - ``save_checkpoint`` / ``load_checkpoint``: torch.distributed.checkpoint (DCP) of model and
   optimizer state, resharded on load, so a checkpoint saved by N ranks loads into M.
 
+``skip_together`` makes every rank of a process group skip a non-finite step together (needed
+under ZeroRedundancyOptimizer, whose ranks each see only their partition).
+
 ``finish`` ends a process of a finished distributed run without the interpreter shutdown that can
 abort it under FSDP2 (see its docstring).
 
@@ -51,8 +54,9 @@ def local_shards(p: Tensor, g: Tensor, state: dict[str, Any],
     return p.to_local(), g.to_local(), local
 
 
-def all_finite(grads: Sequence[Tensor]) -> bool:
-    """True when every element of every gradient is finite, on every rank that shares a shard.
+def all_finite(grads: Sequence[Tensor], group: Any = None) -> bool:
+    """True when every element of every gradient is finite, on every rank that shares a shard,
+    and on every rank of ``group`` if one is given (see ``skip_together``).
 
     Plain tensors are checked locally. For DTensors each rank checks its local shard and one
     MIN all-reduce per mesh dimension makes every rank of the mesh give the same answer (a
@@ -65,16 +69,49 @@ def all_finite(grads: Sequence[Tensor]) -> bool:
             meshes.setdefault(id(g.device_mesh), (g.device_mesh, g.to_local().device))
             g = g.to_local()
         ok = ok and bool(torch.isfinite(g).all())
-    if not meshes:
+    if not meshes and group is None:
         return ok
     import torch.distributed as dist
 
     for mesh, device in meshes.values():
         flag = torch.tensor(int(ok), device=device)
-        for group in mesh.get_all_groups():
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=group)
+        for mesh_group in mesh.get_all_groups():
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=mesh_group)
+        ok = bool(flag)
+    if group is not None:
+        on_gpu = dist.get_backend(group) == "nccl"
+        flag = torch.tensor(int(ok), device=torch.cuda.current_device() if on_gpu else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=group)
         ok = bool(flag)
     return ok
+
+
+def skip_together(optimizer: torch.optim.Optimizer, group: Any = None) -> None:
+    """Makes a ``skip_nonfinite=True`` optimizer skip a step on every rank of ``group`` (default:
+    all ranks) when any rank finds a NaN or Inf, with one MIN all-reduce per step.
+
+    Needed under ``ZeroRedundancyOptimizer``: each rank's inner optimizer holds only its partition
+    of the parameters, so without this a NaN in rank 0's partition would skip rank 0's part of the
+    step while the other ranks updated theirs. (DDP needs nothing: every rank holds the same
+    gradients. FSDP2 needs nothing: DTensor gradients are checked over their mesh.) Every rank of
+    the group must call ``step()`` together. Pass the ZeroRedundancyOptimizer or a descend
+    optimizer::
+
+        optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=descend.Adam,
+                                            lr=1e-3, skip_nonfinite=True)
+        skip_together(optimizer)
+    """
+    import torch.distributed as dist
+
+    inner = getattr(optimizer, "optim", optimizer)  # ZeroRedundancyOptimizer's own optimizer
+    if not inner.defaults.get("skip_nonfinite"):
+        raise ValueError(f"skip_together: {type(inner).__name__} was built without "
+                         "skip_nonfinite=True, so it never skips a step; pass skip_nonfinite=True "
+                         "(a descend optimizer) when building it")
+    if not dist.is_initialized():
+        raise ValueError("skip_together: torch.distributed is not initialized; call "
+                         "torch.distributed.init_process_group first")
+    inner.skip_group = group if group is not None else dist.group.WORLD
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module,

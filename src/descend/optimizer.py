@@ -58,6 +58,7 @@ class Optimizer(torch.optim.Optimizer):
         defaults = dict(defaults, foreach=foreach, fused=fused, capturable=capturable,
                         differentiable=False, skip_nonfinite=bool(skip_nonfinite), impl=impl)
         self.skipped_steps = 0
+        self.skip_group = None  # ranks that skip together (descend.distributed.skip_together)
         self._plans: dict[tuple[int, bytes], GroupPlan] = {}  # by group and which have grads
         super().__init__(params, defaults)
 
@@ -91,11 +92,14 @@ class Optimizer(torch.optim.Optimizer):
             raise
 
     def __getstate__(self) -> dict[str, Any]:
+        # torch's state leaves out skip_group (a process group cannot be copied or pickled): a
+        # copy skips on its own until skip_together is called on it.
         return {**super().__getstate__(), "skipped_steps": self.skipped_steps}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # torch's load_state_dict also calls __setstate__ (without this key): keep the count.
+        # torch's load_state_dict also calls __setstate__ (without these keys): keep them.
         self.skipped_steps = state.pop("skipped_steps", getattr(self, "skipped_steps", 0))
+        self.skip_group = getattr(self, "skip_group", None)
         self._plans = {}
         super().__setstate__(state)
 
@@ -165,8 +169,9 @@ class Optimizer(torch.optim.Optimizer):
             engine.prepare(rule, params, work.grads, states, names))
 
     def _all_finite(self, grads: list[Tensor]) -> bool:
-        # Sharded (DTensor) gradients: every rank of the mesh must agree to skip.
-        return all_finite(grads)
+        # Sharded (DTensor) gradients: every rank of the mesh must agree to skip; so must the
+        # ranks of skip_group.
+        return all_finite(grads, self.skip_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

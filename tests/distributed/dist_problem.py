@@ -67,7 +67,8 @@ def make_optimizer(params, config: str, impl: str, *,
     name, hyperparameters = CONFIGS[config]
     cls = getattr(descend, name)
     if optimizer_class is not None:
-        return optimizer_class(params, optimizer_class=cls, impl=impl, **hyperparameters)
+        return optimizer_class(params, optimizer_class=cls, impl=impl, **hyperparameters,
+                               **extra)
     return cls(params, impl=impl, **hyperparameters, **extra)
 
 

@@ -35,7 +35,7 @@ from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
 from descend import engines
-from descend.distributed import finish, load_checkpoint, save_checkpoint
+from descend.distributed import finish, load_checkpoint, save_checkpoint, skip_together
 
 
 def fsdp2(model: nn.Module) -> nn.Module:
@@ -70,7 +70,40 @@ def section_zero(rank: int, world: int, out: Path) -> dict:
         results[f"zero/{config}/{impl}"] = trained(
             DistributedDataParallel(build_model()), config, impl, rank, world,
             optimizer_class=ZeroRedundancyOptimizer)
+    for together in (False, True):
+        results[f"zero-skip-nonfinite/together={together}"] = skip_nonfinite_in_one_partition(
+            rank, world, together)
     return results
+
+
+def skip_nonfinite_in_one_partition(rank: int, world: int, together: bool) -> dict:
+    """ZeRO: an Inf in a gradient that only rank 0's inner optimizer holds (every rank sees the
+    same all-reduced gradients; each updates its partition). With skip_together every rank skips
+    the step; without, rank 0 skips and the other ranks update their partitions."""
+    model = DistributedDataParallel(build_model())
+    optimizer = make_optimizer(model.parameters(), "adam-amsgrad", "auto",
+                               optimizer_class=ZeroRedundancyOptimizer, skip_nonfinite=True)
+    if together:
+        skip_together(optimizer)
+    params = list(model.parameters())
+    owned = [next(i for i, p in enumerate(params)  # rank 0 names a parameter it alone updates
+                  if any(p is q for q in optimizer.optim.param_groups[0]["params"]))]
+    dist.broadcast_object_list(owned, src=0)
+    poisoned = params[owned[0]]
+    train(model, optimizer, range(2), rank, world)
+    before = full_parameters(model)
+    x, y = batch(2, rank, world)
+    optimizer.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    with torch.no_grad():
+        poisoned.grad.view(-1)[0] = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer.step()
+    after_skip = full_parameters(model)
+    train(model, optimizer, (3, 4), rank, world)
+    return {"before": before, "after_skip": after_skip, "final": full_parameters(model),
+            "skipped_steps": optimizer.optim.skipped_steps}
 
 
 def section_fsdp2(rank: int, world: int, out: Path) -> dict:

@@ -60,3 +60,24 @@ def test_skip_nonfinite_on_one_shard_skips_on_every_rank(impl, two_ranks):
         assert set(run["adam_steps"]) == {4.0}, f"{what}: step counts {run['adam_steps']}"
         problems = mismatches(run["final"], expected, what)
         assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(150)
+def test_zero_skip_together_skips_on_every_rank(two_ranks):
+    """ZeRO with skip_together: an Inf in rank 0's partition makes both ranks skip; training goes
+    on as if that batch had never come. Without it (the control) rank 0 skips alone, so only
+    rank 1's partition moves: a half-applied step, which the test must be able to see."""
+    expected = single_process("adam-amsgrad", steps=(0, 1, 3, 4))
+    for rank, results in enumerate(two_ranks.require("zero")):
+        run = results["zero-skip-nonfinite/together=True"]
+        what = f"ZeRO skip_together rank {rank}"
+        assert run["skipped_steps"] == 1, f"{what}: skipped {run['skipped_steps']} steps"
+        assert not mismatches(run["after_skip"], run["before"], what, rtol=0, atol=0)
+        problems = mismatches(run["final"], expected, what)
+        assert not problems, "\n".join(problems)
+
+        control = results["zero-skip-nonfinite/together=False"]
+        assert control["skipped_steps"] == (1 if rank == 0 else 0), control["skipped_steps"]
+        moved = mismatches(control["after_skip"], control["before"], "control", rtol=0, atol=0)
+        assert moved and len(moved) < len(control["before"]), (
+            f"rank {rank}: without skip_together only rank 1's partition should move: {moved}")
