@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -90,20 +91,29 @@ def skip_nonfinite_in_one_partition(rank: int, world: int, together: bool) -> di
                   if any(p is q for q in optimizer.optim.param_groups[0]["params"]))]
     dist.broadcast_object_list(owned, src=0)
     poisoned = params[owned[0]]
+    return {**run_with_spoiled_step(model, optimizer, rank, world,
+                                    lambda: poisoned.grad.view(-1)),
+            "skipped_steps": optimizer.optim.skipped_steps}
+
+
+def run_with_spoiled_step(model: nn.Module, optimizer: torch.optim.Optimizer, rank: int,
+                          world: int, spoiled: Callable[[], torch.Tensor] | None) -> dict:
+    """Steps 0, 1; step 2 with ``spoiled()[0] = inf`` (where given: that rank's gradient entry),
+    then steps 3, 4. The whole parameters before and after step 2, and at the end."""
     train(model, optimizer, range(2), rank, world)
     before = full_parameters(model)
     x, y = batch(2, rank, world)
     optimizer.zero_grad()
     nn.functional.mse_loss(model(x), y).backward()
-    with torch.no_grad():
-        poisoned.grad.view(-1)[0] = float("inf")
+    if spoiled is not None:
+        with torch.no_grad():
+            spoiled()[0] = float("inf")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         optimizer.step()
     after_skip = full_parameters(model)
     train(model, optimizer, (3, 4), rank, world)
-    return {"before": before, "after_skip": after_skip, "final": full_parameters(model),
-            "skipped_steps": optimizer.optim.skipped_steps}
+    return {"before": before, "after_skip": after_skip, "final": full_parameters(model)}
 
 
 def section_fsdp2(rank: int, world: int, out: Path) -> dict:
@@ -123,20 +133,8 @@ def skip_nonfinite_on_one_shard(rank: int, world: int, impl: str) -> dict:
     """An Inf lands in rank 1's shard of one gradient only: every rank must skip the step."""
     model = fsdp2(build_model())
     optimizer = make_optimizer(model.parameters(), "adam-amsgrad", impl, skip_nonfinite=True)
-    train(model, optimizer, range(2), rank, world)
-    before = full_parameters(model)
-    x, y = batch(2, rank, world)
-    optimizer.zero_grad()
-    nn.functional.mse_loss(model(x), y).backward()
-    if rank == 1:
-        with torch.no_grad():
-            model[4].weight.grad.to_local()[0, 0] = float("inf")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optimizer.step()
-    after_skip = full_parameters(model)
-    train(model, optimizer, (3, 4), rank, world)
-    return {"before": before, "after_skip": after_skip, "final": full_parameters(model),
+    spoiled = (lambda: model[4].weight.grad.to_local()[0]) if rank == 1 else None
+    return {**run_with_spoiled_step(model, optimizer, rank, world, spoiled),
             "skipped_steps": optimizer.skipped_steps,
             "adam_steps": [float(s["step"]) for s in optimizer.state.values()]}
 
