@@ -8,3 +8,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/pip install -q --disable-pip-version-check -e '.[lab,dev]'
 .venv/bin/ruff check src tests
 .venv/bin/python -m pytest -q "$@"
+# The engine tests once more without the compiled per-step checks (the Python checks they replace).
+if [ $# -eq 0 ]; then
+  DESCEND_NATIVE=0 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_engine_exactness.py
+fi

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from descend import engines
 from descend.distributed import all_finite
+from descend.engines import native
 from descend.step_plan import GroupPlan, GroupWork, with_grad
 from descend.validation import Interval, as_number, check_group
 
@@ -60,6 +61,7 @@ class Optimizer(torch.optim.Optimizer):
         self.skipped_steps = 0
         self.skip_group = None  # ranks that skip together (descend.distributed.skip_together)
         self._plans: dict[tuple[int, bytes], GroupPlan] = {}  # by group and which have grads
+        self._dense_plans: dict[int, GroupPlan] = {}  # by group: plans where all had grads
         super().__init__(params, defaults)
 
     # ---- what a subclass describes -------------------------------------------------------
@@ -100,7 +102,7 @@ class Optimizer(torch.optim.Optimizer):
         # torch's load_state_dict also calls __setstate__ (without these keys): keep them.
         self.skipped_steps = state.pop("skipped_steps", getattr(self, "skipped_steps", 0))
         self.skip_group = getattr(self, "skip_group", None)
-        self._plans = {}
+        self._plans, self._dense_plans = {}, {}
         super().__setstate__(state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -137,6 +139,13 @@ class Optimizer(torch.optim.Optimizer):
 
     def _group_work(self, group: dict[str, Any]) -> GroupWork:
         """This step's parameters with a gradient, and the group's plan if it still holds."""
+        if native.module is not None:  # the compiled checks, where this group has a dense plan
+            plan = self._dense_plans.get(id(group))
+            if (plan is not None
+                    and plan.configured_for(group, self.state, self.rule_for(group),
+                                            self.state_names(group), engines.select(group["impl"]))
+                    and plan.compiled_check(native.module.check_group)):
+                return GroupWork(group, plan.present, plan.params, None, plan, True)
         present, params, grads = with_grad(group["params"])
         plan = self._plans.get((id(group), bytes(present)))
         if plan is not None and plan.holds(group, self.state, group["params"], present,
@@ -164,9 +173,13 @@ class Optimizer(torch.optim.Optimizer):
         states = [self.state[p] for p in params]
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()
-        self._plans[(id(group), bytes(work.present))] = GroupPlan(
+            self._dense_plans.clear()
+        plan = self._plans[(id(group), bytes(work.present))] = GroupPlan(
             group, self.state, work.present, params, rule, names, engine,
             engine.prepare(rule, params, work.grads, states, names))
+        if plan.dense:
+            self._dense_plans[id(group)] = plan
+            native.start()  # load the compiled checks, or build them in the background
 
     def _all_finite(self, grads: list[Tensor]) -> bool:
         # Sharded (DTensor) gradients: every rank of the mesh must agree to skip; so must the
@@ -182,7 +195,7 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         work = [self._group_work(group) for group in self.param_groups]
         if self.defaults["skip_nonfinite"]:
-            if not self._all_finite([g for w in work for g in w.grads]):
+            if not self._all_finite([g for w in work for g in w.gradients()]):
                 self.skipped_steps += 1
                 warnings.warn(
                     f"{type(self).__name__}: a gradient holds NaN or Inf; step skipped "
@@ -195,7 +208,7 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             if w.ready and w.plan.launch(self._hyperparameters(w.group, w.plan.rule)):
                 continue  # the usual step: the same tensors as at the last one
-            self._step_group(w.group, w.params, w.grads)
+            self._step_group(w.group, w.params, w.gradients())
             if w.plan is None:
                 self._make_plan(w)
         return loss

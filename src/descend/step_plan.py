@@ -37,14 +37,25 @@ class GroupPlan:
         # tensor hashing, unlike ``state[p]`` per parameter (torch's Tensor.__hash__ is Python).
         self.state_keys, self.state_values = list(state), list(state.values())
         self.rule, self.names, self.engine, self.prepared = rule, names, engine, prepared
+        self.columns = ("step", *names)
         self.buffers = [(itemgetter(n), list(map(itemgetter(n), self.states)))
-                        for n in ("step", *names)]
+                        for n in self.columns]
+        self.buffer_columns = [buffers for _, buffers in self.buffers]
+        # Every parameter had a gradient and the engine prepared one kernel call: the checks
+        # can run compiled (descend.engines.native) while the same holds.
+        self.dense = prepared is not None and all(present)
+
+    def configured_for(self, group: dict[str, Any], state: dict, rule: Callable,
+                       names: tuple[str, ...], engine: Any) -> bool:
+        """The same group and optimizer state, with the configuration the plan was made for."""
+        return (group is self.group and state is self.state and rule is self.rule
+                and names == self.names and engine is self.engine)
 
     def holds(self, group: dict[str, Any], state: dict, all_params: list[Tensor],
               present: list[bool], rule: Callable, names: tuple[str, ...], engine: Any) -> bool:
         """Whether this step updates the same tensors as the step the plan was made at."""
-        if (group is not self.group or state is not self.state or present != self.present
-                or rule is not self.rule or names != self.names or engine is not self.engine
+        if (not self.configured_for(group, state, rule, names, engine)
+                or present != self.present
                 or len(all_params) != len(self.all_params)
                 or not all(map(is_, all_params, self.all_params))
                 or len(state) != len(self.state_keys)
@@ -56,6 +67,17 @@ class GroupPlan:
                        for get, buffers in self.buffers)
         except KeyError:  # a buffer deleted by hand
             return False
+
+    def compiled_check(self, check_group: Callable[..., bool]) -> bool:
+        """``holds`` and ``ready`` of a dense plan in one call of the compiled ``check_group``,
+        which also writes the gradients' addresses into the kernel's table."""
+        table = self.prepared.table
+        ok = check_group(self.group["params"], self.all_params, self.state, self.state_keys,
+                         self.state_values, self.states, self.columns,
+                         self.buffer_columns, table.param_address_pointer,
+                         table.address_pointer, table.addresses.shape[1], table.dtype_witness)
+        table.grad_addresses = []  # the gradient column was written here, not by refresh_grads
+        return ok
 
     def ready(self, grads: list[Tensor]) -> bool:
         """Whether the engine's prepared batch can run this step (see ``launch``)."""
@@ -78,11 +100,15 @@ def with_grad(all_params: list[Tensor]) -> tuple[list[bool], list[Tensor], list[
 
 class GroupWork(NamedTuple):
     """One group's part of a step: its parameters with a gradient, and its plan if it holds
-    (``ready``: the plan's prepared batch can run this step)."""
+    (``ready``: the plan's prepared batch can run this step). ``grads`` is None where the
+    compiled check ran instead of reading them: ``gradients()`` reads them then."""
 
     group: dict[str, Any]
     present: list[bool]
     params: list[Tensor]
-    grads: list[Tensor]
+    grads: list[Tensor] | None
     plan: GroupPlan | None
     ready: bool
+
+    def gradients(self) -> list[Tensor]:
+        return self.grads if self.grads is not None else list(map(grad_of, self.params))

@@ -24,6 +24,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from descend.engines import kernel_support
@@ -79,9 +80,15 @@ class AddressTable:
         self.columns = ("step", *names)
         self.watch = Watch([*params, *(state[n] for state in states for n in self.columns)])
         self.param_addresses = list(map(_data_ptr, params))
+        # For the compiled check (descend.engines.native): the memory of the parameters'
+        # addresses and of the table below, and a tensor of the batch's dtype.
+        self.param_address_array = np.array(self.param_addresses, dtype=np.int64)
+        self.param_address_pointer = self.param_address_array.ctypes.data
+        self.dtype_witness = torch.empty(0, dtype=params[0].dtype)
         self.buffer_ids = [list(map(id, map(itemgetter(n), states))) for n in self.columns]
         self.grad_addresses: list[int] = []
-        self.addresses = np.array(rows, dtype=np.int64)
+        self.addresses = np.array(rows, dtype=np.int64)  # C order: rows of (p, g, buffers...)
+        self.address_pointer = self.addresses.ctypes.data
         self.sizes = np.array(sizes, dtype=np.int64)
         self.work = WorkSplit(self.sizes)
         self.step_addresses = step_addresses

@@ -1,0 +1,26 @@
+"""Session set-up shared by every test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_plan_checks():
+    """Builds (once per machine, ~30 s) and loads the compiled per-step checks before any test,
+    so that every test runs the same path: compiled checks where a group has a dense plan, unless
+    DESCEND_NATIVE=0 (scripts/test.sh runs the engine tests that way too). A build failure is
+    left to tests/test_engine_native.py to report."""
+    if os.environ.get("DESCEND_NATIVE", "1") == "0":
+        yield
+        return
+    from descend.engines import native
+
+    try:
+        native.load_library(native.library_path() if native.library_path().exists()
+                            else native.compile_library())
+    except (RuntimeError, OSError, ImportError):
+        pass
+    yield

@@ -1,0 +1,93 @@
+"""The compiled per-step checks (descend/engines/plan_check.cpp) decide exactly what the Python
+checks decide, write the same gradient addresses, and leave every result unchanged."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from optimizer_info import REPRESENTATIVES, configs
+
+import descend
+from descend.engines import native
+
+pytestmark = pytest.mark.skipif(os.environ.get("DESCEND_NATIVE") == "0",
+                                reason="DESCEND_NATIVE=0: this run checks the Python path")
+
+
+def test_the_helper_builds_and_loads():
+    """tests/conftest.py built it; building again into a new place must work too."""
+    if native.module is None:
+        native.compile_library()  # raises with the compiler's output
+    assert native.module is not None and native.library_path().exists()
+
+
+def trained(config, steps: int = 3) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    params = [torch.randn(s, requires_grad=True) for s in [(40, 30), (30,), (5000,)]]
+    opt = config.build([{"params": params}], impl="auto")
+    for step in range(steps):
+        for i, p in enumerate(params):
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(10 * step + i))
+        opt.step()
+    return opt, params
+
+
+def python_decision(opt, group) -> bool:
+    """What the Python checks decide for this group now (compiled checks switched off)."""
+    saved, native.module = native.module, None
+    try:
+        work = opt._group_work(group)
+    finally:
+        native.module = saved
+    return work.ready
+
+
+CHANGES = {
+    "nothing": lambda opt, ps: None,
+    "a gradient is None": lambda opt, ps: setattr(ps[1], "grad", None),
+    "a strided gradient": lambda opt, ps: setattr(ps[0], "grad",
+                                                  torch.randn(30, 40).t()),
+    "a float64 gradient": lambda opt, ps: (setattr(ps[2], "grad", None),
+                                           setattr(ps[2], "grad_dtype", torch.float64),
+                                           setattr(ps[2], "grad", torch.randn(5000).double())),
+    "a parameter moved": lambda opt, ps: setattr(ps[2], "data", ps[2].data.clone()),
+    "a parameter changed dtype": lambda opt, ps: setattr(ps[1], "data", ps[1].data.double()),
+    "a buffer replaced": lambda opt, ps: opt.state[ps[0]].__setitem__(
+        "step", opt.state[ps[0]]["step"].clone()),
+    "a state dict replaced": lambda opt, ps: opt.state.__setitem__(
+        ps[1], dict(opt.state[ps[1]])),
+    "the group's list changed": lambda opt, ps: opt.param_groups[0].__setitem__(
+        "params", list(reversed(ps))),
+    "a state loaded": lambda opt, ps: opt.load_state_dict(opt.state_dict()),
+}
+
+
+@configs(REPRESENTATIVES)
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_compiled_checks_decide_as_the_python_checks(config, change):
+    opt, params = trained(config)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    CHANGES[change](opt, params)
+    group = opt.param_groups[0]
+    expected = python_decision(opt, group)
+    plan = opt._dense_plans.get(id(group))
+    compiled = plan is not None and plan.configured_for(
+        group, opt.state, opt.rule_for(group), opt.state_names(group),
+        descend.engines.select(group["impl"])) and plan.compiled_check(native.module.check_group)
+    assert compiled == expected == (change == "nothing"), (compiled, expected)
+    if compiled:  # the kernel will read the gradients that are there now
+        column = plan.prepared.table.addresses[:, 1].tolist()
+        assert column == [p.grad.data_ptr() for p in params]
+
+
+@configs(REPRESENTATIVES)
+def test_training_is_bit_for_bit_the_same_with_and_without(config, monkeypatch):
+    with_checks, params = trained(config, steps=6)
+    assert native.module is not None
+    monkeypatch.setattr(native, "module", None)
+    _, without = trained(config, steps=6)
+    for a, b in zip(params, without, strict=True):
+        assert torch.equal(a, b)
