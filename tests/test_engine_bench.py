@@ -54,6 +54,11 @@ def test_allocation_counter_sees_the_reference_engines_temporaries():
 def test_fast_step_peak_extra_memory_is_below_one_parameter(name):
     params = bench.make_params([200_000, 50_000, 3_000])
     opt = descend.create(name, params, impl="fast")
-    opt.step()  # state allocation and compilation are not part of a step's working memory
+    # Not part of a step's working memory: state allocation (step 1), the kernel of the later
+    # steps (momentum's first step has its own), and what measuring does once (the dispatch mode
+    # makes torch import torch._dynamo).
+    opt.step()
+    opt.step()
+    bench.peak_extra_bytes(lambda: torch.zeros(1).add_(1))
     largest = 200_000 * 4
     assert bench.peak_extra_bytes(opt.step) <= largest
