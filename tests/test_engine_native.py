@@ -4,6 +4,7 @@ checks decide, write the same gradient addresses, and leave every result unchang
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 import torch
@@ -91,3 +92,19 @@ def test_training_is_bit_for_bit_the_same_with_and_without(config, monkeypatch):
     _, without = trained(config, steps=6)
     for a, b in zip(params, without, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_failed_background_build_is_reported_and_not_retried(tmp_path, monkeypatch):
+    """No working compiler (CXX=false): the build's output lands in build-failed.txt, the
+    Python checks go on, and a later process does not start another build."""
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setattr(native, "module", None)
+    path = native.library_path()
+    native._build_and_load(path)  # what start()'s thread runs
+    report = native.failure_report(path)
+    assert report.exists() and "failed" in report.read_text()
+    assert native.module is None and not path.exists()
+    monkeypatch.setattr(native, "_started", False)
+    native.start()
+    assert native.BUILD_THREAD not in [t.name for t in threading.enumerate()]

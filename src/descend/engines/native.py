@@ -7,7 +7,9 @@ kernel cache directory, in a background thread so that no step waits for it; lat
 the built library in milliseconds. Until it is there, or where it cannot be built, the Python
 checks run: results are the same either way (both only decide whether the same kernel runs).
 
-``DESCEND_NATIVE=0`` turns it off (nothing is built or loaded).
+``DESCEND_NATIVE=0`` turns it off (nothing is built or loaded). A background build that fails
+(no compiler, say) leaves its output in ``build-failed.txt`` beside the library's place and is not
+tried again by later processes; delete that file to try again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from descend.engines.codegen import cache_dir
 
 SOURCE = Path(__file__).with_name("plan_check.cpp")
 NAME = "descend_plan_check"
+BUILD_THREAD = "descend-native-build"
 
 module: ModuleType | None = None  # the loaded helper, once there
 _started = False
@@ -55,12 +58,15 @@ def start() -> None:
         if _started or not enabled():
             return
         _started = True
-    path = library_path()
-    if path.exists():
-        _load_quietly(path)
-    else:
-        threading.Thread(target=_build_and_load, args=(path,), name="descend-native-build",
-                         daemon=True).start()
+    try:
+        path = library_path()
+        if path.exists():
+            _load_quietly(path)
+        elif not failure_report(path).exists():
+            threading.Thread(target=_build_and_load, args=(path,), name=BUILD_THREAD,
+                             daemon=True).start()
+    except OSError:  # the source missing from an install, an unreadable cache...
+        pass
 
 
 def compile_library(path: Path | None = None) -> Path:
@@ -73,6 +79,7 @@ def compile_library(path: Path | None = None) -> Path:
                             env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0 or not path.exists():
         raise RuntimeError(f"building {SOURCE.name} failed:\n{result.stdout}{result.stderr}")
+    failure_report(path).unlink(missing_ok=True)
     return path
 
 
@@ -90,11 +97,20 @@ def _build(path: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def failure_report(path: Path) -> Path:
+    return path.with_name("build-failed.txt")
+
+
 def _build_and_load(path: Path) -> None:
     try:
         compile_library(path)
-    except (RuntimeError, OSError, subprocess.SubprocessError):
-        return  # no compiler, no ninja...: the Python checks go on running
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        try:  # no compiler, no ninja...: the Python checks go on running
+            path.parent.mkdir(parents=True, exist_ok=True)
+            failure_report(path).write_text(f"{e}\n")
+        except OSError:
+            pass
+        return
     _load_quietly(path)
 
 
