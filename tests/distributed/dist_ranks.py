@@ -74,7 +74,39 @@ def section_zero(rank: int, world: int, out: Path) -> dict:
     for together in (False, True):
         results[f"zero-skip-nonfinite/together={together}"] = skip_nonfinite_in_one_partition(
             rank, world, together)
+    for config, impl in CHECKPOINT_RUNS:
+        results[f"zero-checkpoint/{config}/{impl}"] = zero_checkpoint_run(
+            config, impl, rank, world, out / "zero" / config / impl)
     return results
+
+
+def zero_checkpoint_run(config: str, impl: str, rank: int, world: int, path: Path) -> dict:
+    """ZeRO's own checkpoint: steps 0..2, consolidate the optimizer's partitions on rank 0 and
+    save it with the model (torch.save), steps 3..5; then a fresh model and optimizer load that
+    file on every rank (torch.load(weights_only=True)) and train steps 3..5 again."""
+    def build() -> tuple[nn.Module, torch.optim.Optimizer]:
+        model = DistributedDataParallel(build_model())
+        return model, make_optimizer(model.parameters(), config, impl,
+                                     optimizer_class=ZeroRedundancyOptimizer)
+
+    model, optimizer = build()
+    train(model, optimizer, range(CHECKPOINT_STEP), rank, world)
+    optimizer.consolidate_state_dict(to=0)
+    if rank == 0:
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.module.state_dict(), "optimizer": optimizer.state_dict()},
+                   path / "checkpoint.pt")
+    dist.barrier()
+    train(model, optimizer, RESUMED_STEPS, rank, world)
+    run = {"uninterrupted": full_parameters(model)}
+    model, optimizer = build()
+    saved = torch.load(path / "checkpoint.pt", weights_only=True)
+    model.module.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    train(model, optimizer, RESUMED_STEPS, rank, world)
+    run["resumed"] = full_parameters(model)
+    run["resumed_step_counts"] = [float(s["step"]) for s in optimizer.optim.state.values()]
+    return run
 
 
 def skip_nonfinite_in_one_partition(rank: int, world: int, together: bool) -> dict:

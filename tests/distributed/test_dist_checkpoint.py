@@ -1,5 +1,6 @@
 """torch.distributed.checkpoint of model and optimizer state under FSDP2: the resumed run equals
-the uninterrupted one, and checkpoints move between 2 ranks and 1 process both ways."""
+the uninterrupted one, and checkpoints move between 2 ranks and 1 process both ways. ZeRO's own
+checkpoint (consolidated on one rank, torch.save) resumes exactly too."""
 
 from __future__ import annotations
 
@@ -23,14 +24,20 @@ def each_rank_run(two_ranks):
             yield (config, impl), f"{config}/{impl} rank {rank}", results[f"{config}/{impl}"]
 
 
+def resume_problems(run: dict, what: str) -> list[str]:
+    """The resumed run must equal the uninterrupted one bit for bit, step counts included."""
+    problems = mismatches(run["resumed"], run["uninterrupted"],
+                          f"{what}: resumed vs uninterrupted", rtol=0, atol=0)
+    if set(run["resumed_step_counts"]) != {2.0 * CHECKPOINT_STEP}:
+        problems.append(f"{what}: state['step'] {set(run['resumed_step_counts'])}")
+    return problems
+
+
 @pytest.mark.timeout(150)
 def test_resumed_on_two_ranks_equals_uninterrupted(two_ranks):
     problems = []
     for _, what, run in each_rank_run(two_ranks):
-        problems += mismatches(run["resumed"], run["uninterrupted"],
-                               f"{what}: resumed vs uninterrupted", rtol=0, atol=0)
-        if set(run["resumed_step_counts"]) != {2.0 * CHECKPOINT_STEP}:
-            problems.append(f"{what}: state['step'] {set(run['resumed_step_counts'])}")
+        problems += resume_problems(run, what)
     assert not problems, "\n".join(problems)
 
 
@@ -64,3 +71,13 @@ def test_loading_a_missing_checkpoint_says_what_is_wrong(tmp_path):
     optimizer = make_optimizer(model.parameters(), "adam", "reference")
     with pytest.raises(FileNotFoundError, match="no distributed checkpoint"):
         load_checkpoint(tmp_path / "nothing-here", model, optimizer)
+
+
+@pytest.mark.timeout(150)
+def test_zero_consolidated_checkpoint_resumes_exactly(two_ranks):
+    problems = []
+    for config, impl in CHECKPOINT_RUNS:
+        for rank, results in enumerate(two_ranks.require("zero")):
+            problems += resume_problems(results[f"zero-checkpoint/{config}/{impl}"],
+                                        f"ZeRO {config}/{impl} rank {rank}")
+    assert not problems, "\n".join(problems)
