@@ -38,7 +38,7 @@ SEED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop
 DEFAULT_TASK = "mnist"
 DEFAULT_SEEDS = 3
 DEFAULT_OUT = "descend-report"
-WIDEN = 2  # rates a sweep may add beyond the edge of a grid the user did not give
+WIDEN = 3  # rates a sweep may add beyond the edge of a grid the user did not give
 # Options that define the experiment. They default to None so that --resume can tell the
 # options given on this command line from those to take from the stored compare.
 _CONFIG_OPTIONS = ("task", "optimizers", "seeds", "epochs", "batch_size", "lr_grid", "lr_find",
