@@ -108,3 +108,23 @@ def test_a_failed_background_build_is_reported_and_not_retried(tmp_path, monkeyp
     monkeypatch.setattr(native, "_started", False)
     native.start()
     assert native.BUILD_THREAD not in [t.name for t in threading.enumerate()]
+
+
+def test_a_build_waits_for_the_one_running_and_uses_its_library(tmp_path):
+    """Builds of one library take turns (a file lock); one that gets the lock after another
+    build finished finds the library there and compiles nothing."""
+    import fcntl
+
+    path = tmp_path / "native" / "key" / f"{native.NAME}.so"
+    path.parent.mkdir(parents=True)
+    with open(path.with_name("build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another build is running
+        waiting = threading.Thread(target=native._build, args=(path,))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive(), "the second build did not wait for the first"
+        path.write_bytes(b"the first build's library")
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert path.read_bytes() == b"the first build's library"
+    assert not list(path.parent.glob("build-*")), "the waiting build compiled anyway"

@@ -14,6 +14,7 @@ tried again by later processes; delete that file to try again.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -84,17 +85,23 @@ def compile_library(path: Path | None = None) -> Path:
 
 
 def _build(path: Path) -> None:
-    """The child process's work: compile, then move the library into place atomically."""
-    from torch.utils.cpp_extension import load
-
+    """The child process's work: compile, then move the library into place atomically. One
+    build at a time per library (a file lock): the ranks of a job started together on a new
+    machine wait for the first one's build instead of compiling side by side."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=path.parent))
-    try:
-        load(name=NAME, sources=[str(SOURCE)], build_directory=str(work),
-             extra_cflags=["-O2"], verbose=False)
-        os.replace(work / f"{NAME}.so", path)  # a reader sees the whole library or none
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with open(path.with_name("build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():  # built while this process waited
+            return
+        from torch.utils.cpp_extension import load
+
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=path.parent))
+        try:
+            load(name=NAME, sources=[str(SOURCE)], build_directory=str(work),
+                 extra_cflags=["-O2"], verbose=False)
+            os.replace(work / f"{NAME}.so", path)  # a reader sees the whole library or none
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def failure_report(path: Path) -> Path:
