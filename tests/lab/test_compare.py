@@ -250,7 +250,8 @@ def test_lr_find_centres_the_grid_on_the_range_test_suggestion(tmp_path):
     from descend.lab.lrfind import find_lr
     from descend.lab.spec import parse_spec
 
-    assert run_compare(tmp_path, "--optimizers", "adam", "sgd:lr=0.1", "--lr-find",
+    # Two swept optimizers: the second one's search once crashed on the first one's result.
+    assert run_compare(tmp_path, "--optimizers", "adam", "momentum", "sgd:lr=0.1", "--lr-find",
                        "--seeds", "1") == 0
     task = tasks.get("mnist")
     suggestion = find_lr(task, parse_spec("adam"), seed=0, batch_size=64,
@@ -258,6 +259,7 @@ def test_lr_find_centres_the_grid_on_the_range_test_suggestion(tmp_path):
     with RunStore.in_folder(tmp_path) as store:
         grids = store.config()["grids"]
     assert grids["sgd:lr=0.1"] == [0.1]  # an explicit lr is not searched
+    assert len(grids["momentum"]) == 3
     low, middle, high = grids["adam"]
     assert middle == pytest.approx(suggestion, rel=1e-2)
     assert high / middle == pytest.approx(10 ** 0.5, rel=1e-2)

@@ -254,14 +254,14 @@ def _lr_find_grids(config: CompareConfig, task: Task, splits: Splits,
         if label in found:
             grids[label] = found[label]
             continue
-        found = find_lr(task, parse_spec(label), seed=0, batch_size=config.batch_sizes[0],
-                        splits=splits)
-        if found.suggested_lr is None:
-            print(f"lr-find: no suggestion for {label} ({found.stop_reason}); sweeping "
+        result = find_lr(task, parse_spec(label), seed=0, batch_size=config.batch_sizes[0],
+                         splits=splits)
+        if result.suggested_lr is None:
+            print(f"lr-find: no suggestion for {label} ({result.stop_reason}); sweeping "
                   "its default grid", file=sys.stderr)
             continue
-        grids[label] = centred_grid(found.suggested_lr, points=max(3, len(grids[label])))
-        print(f"lr-find: {label} suggests lr {found.suggested_lr:.3g}; sweeping "
+        grids[label] = centred_grid(result.suggested_lr, points=max(3, len(grids[label])))
+        print(f"lr-find: {label} suggests lr {result.suggested_lr:.3g}; sweeping "
               f"{', '.join(f'{lr:g}' for lr in grids[label])}", file=sys.stderr)
     return replace(config, grids=grids)
 
