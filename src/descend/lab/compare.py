@@ -23,18 +23,19 @@ import time
 from dataclasses import asdict, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from descend.cli import UserError
 from descend.lab import tasks
 from descend.lab.files import check_writable
-from descend.lab.spec import OptimizerSpec, parse_spec
+from descend.lab.spec import SEED_OPTIMIZERS, parse_spec
 from descend.lab.store import FILENAME, RunRecord, RunStore
 from descend.lab.sweep import CompareConfig, centred_grid, execute
 from descend.lab.tasks.base import Split, Splits, Task
 
-SEED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop-nesterov",
-                   "adadelta", "adam")
+if TYPE_CHECKING:
+    from descend.lab.train import RunResult
+
 DEFAULT_TASK = "mnist"
 DEFAULT_SEEDS = 3
 DEFAULT_OUT = "descend-report"
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from descend.lab import report
 
     # Bad options, data files and output folders fail here, before anything is written.
-    config = _resolve_config(args, _stored_config(Path(args.out)))
+    stored = _stored_config(Path(args.out))
+    config = _resolve_config(args, stored)
     task = _task(config)
     splits = _splits_loader(task, config.max_train)
     splits(0)
@@ -94,15 +96,16 @@ def run(args: argparse.Namespace) -> int:
     store = RunStore.in_folder(out)
     try:
         if config.lr_find:
-            config = _lr_find_grids(config, task, splits(0), _found_grids(store, config))
+            config = _lr_find_grids(config, task, splits(0), _found_grids(stored, config))
         store.set_config(config.to_json())
         kept = sum(run.status != "failed" for run in store.runs())
         if kept:
             print(f"descend compare: {store.path} holds {kept} finished run(s); those this "
                   "compare needs are not trained again", file=sys.stderr)
         _train_missing(config, task, store, splits, args.threads)
-        html = report.write_report(out, config, store, landscapes=not args.no_landscapes)
-        print(report.summary_text(config, store))
+        html, summary = report.write_report(out, config, store,
+                                            landscapes=not args.no_landscapes)
+        print(summary)
     finally:
         store.close()
     print(f"report: {html}")
@@ -228,15 +231,14 @@ def _splits_loader(task: Task, max_train: int | None):
     return splits
 
 
-def _found_grids(store: RunStore, config: CompareConfig) -> dict[str, tuple[float, ...]]:
-    """The grids an earlier lr-find of this store found for the same data and batch size."""
-    stored_json = store.config()
-    if not stored_json:
-        return {}
-    stored = CompareConfig.from_json(stored_json)
+def _found_grids(stored: CompareConfig | None,
+                 config: CompareConfig) -> dict[str, tuple[float, ...]]:
+    """The grids an earlier lr-find of the output folder's store found for the same data and
+    batch size."""
     same = ("task", "data_dir", "max_train")
-    if not stored.lr_find or any(getattr(stored, k) != getattr(config, k) for k in same) \
-            or stored.batch_sizes[0] != config.batch_sizes[0]:
+    if (stored is None or not stored.lr_find
+            or any(getattr(stored, k) != getattr(config, k) for k in same)
+            or stored.batch_sizes[0] != config.batch_sizes[0]):
         return {}
     return stored.grids
 
@@ -272,7 +274,7 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
                    threads: int) -> None:
     from tqdm import tqdm
 
-    from descend.lab.train import train
+    from descend.lab.train import batch_size_for, train
 
     total = config.total_runs()
     # On a terminal the bar redraws twice a second; in a log file every 10 s, not every step.
@@ -284,9 +286,10 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
         def train_one(run_config: dict[str, Any], description: str) -> RunRecord:
             bar.set_description(description, refresh=False)
             bar.set_postfix_str("", refresh=False)
-            spec = OptimizerSpec(**_spec_fields(run_config)).with_lr(run_config["lr"])
+            spec = parse_spec(run_config["optimizer"]).with_lr(run_config["lr"])
             data = splits(run_config["seed"])
-            steps_per_epoch = _steps_per_epoch(run_config["batch_size"], len(data.train))
+            n = len(data.train)
+            steps_per_epoch = math.ceil(n / batch_size_for(run_config["batch_size"], n))
             every = max(1, steps_per_epoch // 10)
 
             def on_step(step: int, loss: float) -> None:
@@ -321,23 +324,13 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
         bar.set_postfix_str("", refresh=False)
 
 
-def _spec_fields(run_config: dict[str, Any]) -> dict[str, Any]:
-    spec = parse_spec(run_config["optimizer"])
-    return {"name": spec.name, "hyperparameters": spec.hyperparameters}
-
-
-def _steps_per_epoch(batch_size: int | str, n: int) -> int:
-    return 1 if batch_size == "full" else math.ceil(n / min(int(batch_size), n))
-
-
-def _record(run_config: dict[str, Any], result: Any) -> RunRecord:
-    """train()'s RunResult as a store row: the history points and the timings."""
+def _record(run_config: dict[str, Any], result: RunResult) -> RunRecord:
+    """train()'s RunResult as a store row: the history points and the timings. (A run whose
+    first evaluation was not finite has no history and took no step.)"""
     history = [asdict(p) for p in result.history]
-    timings = {"steps": result.steps if result.history else 0,
-               "seconds": result.seconds if result.history else 0.0,
+    timings = {"steps": result.steps, "seconds": result.seconds,
                "step_seconds": result.final.step_seconds if result.history else 0.0,
-               "step_time": result.step_time if result.history else math.nan,
-               "stop_reason": result.stop_reason}
+               "step_time": result.step_time, "stop_reason": result.stop_reason}
     status = "diverged" if result.diverged else "finished"
     return RunRecord(run_config, status, metrics=history, timings=timings,
                      error=result.stop_reason if result.diverged else None)

@@ -7,7 +7,6 @@ Every function returns PNG bytes; the caller decides where they go (a file, a da
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from descend.lab.cheatsheet import rule_lines
 from descend.lab.plotting import colour, plt, png_bytes
 from descend.lab.store import RunRecord
 from descend.lab.sweep import OptimizerResult
@@ -201,7 +201,7 @@ def batch_label(batch_size: int | str) -> str:
 def rule(latex: str, fontsize: float = 15) -> bytes:
     """An update rule typeset by matplotlib's mathtext, cropped to its ink; the registry's
     ``;\\quad``-separated statements go on lines of their own, like an algorithm."""
-    lines = [part.strip() for part in re.split(r";\s*\\(?:quad|qquad|\s)", latex)]
+    lines = rule_lines(latex)
     with plt.rc_context(_STYLE):
         fig = plt.figure(figsize=(0.01, 0.01))
         fig.text(0, 0, "\n".join(f"${line}$" for line in lines), fontsize=fontsize,

@@ -17,7 +17,7 @@ from matplotlib.colors import LogNorm
 from PIL import Image
 
 from descend.lab.files import write_bytes_atomic
-from descend.lab.landscapes import Landscape, Trajectory, get, landscape_spec, run_all
+from descend.lab.landscapes import Landscape, Trajectory, get, run_all
 from descend.lab.plotting import optimizer_colors, save
 from descend.lab.spec import OptimizerSpec
 
@@ -169,8 +169,7 @@ def report_figures(out_dir: Path, specs: list[OptimizerSpec] | None = None,
     figures = []
     for name in names:
         landscape = get(name)
-        chosen = None if specs is None else [landscape_spec(landscape, s) for s in specs]
-        runs = run_all(landscape, chosen)
+        runs = run_all(landscape, specs)  # run_trajectory fills in the landscape's lr
         png = plot_trajectories(landscape, runs, Path(out_dir) / f"landscape-{name}.png")
         figures.append((caption(landscape, runs), png))
     return figures

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from descend.lab.spec import OptimizerSpec, parse_spec
+from descend.lab.spec import SEED_OPTIMIZERS, OptimizerSpec, parse_spec
 
 Point = tuple[float, float]
 
@@ -196,8 +196,6 @@ def get(name: str) -> Landscape:
 
 # ---- default learning rates ---------------------------------------------------------------
 
-SEED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop-nesterov",
-                   "adadelta", "adam")
 
 # Per landscape, the learning rate each seed optimizer runs with when the spec sets none
 # (columns in SEED_OPTIMIZERS order). Chosen from a log-spaced sweep to reach the minimum in

@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from descend.lab.files import write_bytes_atomic  # noqa: E402
+from descend.lab.spec import SEED_OPTIMIZERS  # noqa: E402
 
 # The seed optimizers keep the same color in every figure of a report (tab10, in seed order).
 _PALETTE = plt.get_cmap("tab10").colors
-_SEED_ORDER = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop-nesterov",
-               "adadelta", "adam", "adamw")
+_SEED_ORDER = (*SEED_OPTIMIZERS, "adamw")
 
 
 def colour(index: int) -> tuple[float, float, float]:

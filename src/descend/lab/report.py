@@ -29,7 +29,7 @@ from descend.lab.files import (
 )
 from descend.lab.report_html import Figure, render
 from descend.lab.spec import OptimizerSpec, parse_spec
-from descend.lab.store import FILENAME, RunStore
+from descend.lab.store import FILENAME, RunRecord, RunStore
 from descend.lab.summary import Row, summarize
 from descend.lab.sweep import CompareConfig, OptimizerResult, collect
 
@@ -53,16 +53,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{folder / FILENAME} holds no compare; run descend compare "
                             f"--out {folder} --resume")
         config = CompareConfig.from_json(stored)
-        html = write_report(folder, config, store, landscapes=not args.no_landscapes)
-        print(summary_text(config, store))
+        html, summary = write_report(folder, config, store, landscapes=not args.no_landscapes)
+        print(summary)
     print(f"report: {html}")
     return 0
 
 
 def write_report(folder: str | Path, config: CompareConfig, store: RunStore,
-                 landscapes: bool = True) -> Path:
+                 landscapes: bool = True) -> tuple[Path, str]:
     """Writes report.html, the PNGs, results.csv, runs.csv and results.json into ``folder``
-    (each file atomically); returns the HTML's path."""
+    (each file atomically); returns the HTML's path and the results table as text."""
     from descend.lab import figures
     from descend.lab import tasks as task_registry
 
@@ -104,20 +104,20 @@ def write_report(folder: str | Path, config: CompareConfig, store: RunStore,
             figures.gd_variants([r for r in results if r.seeds], accuracy))
     landscape_figures, landscape_note = _landscapes(folder, config) if landscapes else ([], "")
 
+    runs, env = store.runs(), environment()
     write_text_atomic(folder / "results.csv", _csv([row.as_dict() for row in rows]))
-    write_text_atomic(folder / "runs.csv", _csv(_run_points(store)))
+    write_text_atomic(folder / "runs.csv", _csv(_run_points(runs)))
     write_text_atomic(folder / "results.json", json.dumps(strict_json({
-        "config": config.to_json(), "environment": environment(),
+        "config": config.to_json(), "environment": env,
         "results": [row.as_dict() for row in rows],
         "sweeps": [_sweep_json(r) for r in results],
         "runs": [{"id": r.id, "config": r.config, "status": r.status, "metrics": r.metrics,
-                  "timings": r.timings, "error": r.error} for r in store.runs()],
+                  "timings": r.timings, "error": r.error} for r in runs],
     }), indent=1))
     html = render(config=config, rows=rows, results=results, plots=plots,
                   landscapes=landscape_figures, landscape_note=landscape_note,
-                  environment=environment(), accuracy=accuracy,
-                  missing=_missing(results, config.seeds))
-    return write_text_atomic(folder / REPORT, html)
+                  environment=env, accuracy=accuracy, missing=_missing(results, config.seeds))
+    return write_text_atomic(folder / REPORT, html), summary_text(rows, accuracy)
 
 
 def _missing(results: list[OptimizerResult], seeds: int) -> int:
@@ -143,18 +143,12 @@ def _landscapes(folder: Path, config: CompareConfig) -> tuple[list[Figure], str]
 def _without_lr(labels: tuple[str, ...]) -> list[OptimizerSpec]:
     """The compared optimizers without their learning rates: a rate tuned for the task means
     nothing on a 2-D function, so each landscape's own rate is used."""
-    specs = [parse_spec(label) for label in labels]
-    specs = [OptimizerSpec(s.name, {k: v for k, v in s.hyperparameters.items() if k != "lr"})
-             for s in specs]
+    specs = [parse_spec(label).without_lr() for label in labels]
     return list({s.label: s for s in specs}.values())
 
 
-def summary_text(config: CompareConfig, store: RunStore) -> str:
+def summary_text(rows: list[Row], accuracy: bool) -> str:
     """The results table as plain text, for the terminal."""
-    from descend.lab import tasks as task_registry
-
-    accuracy = task_registry.get(config.task).classification
-    rows = summarize(collect(config, store), config.target_accuracy, accuracy)
     metric = "test acc" if accuracy else "test loss"
     lines = [f"{'optimizer':<22} {'batch':>6} {'lr':>8} {metric:>16} {'step ms':>8}"]
     for row in rows:
@@ -184,10 +178,10 @@ def _sweep_json(result: OptimizerResult) -> dict[str, Any]:
                 "status": run.status, "final": run.final} for lr, run in result.sweep.items()}}
 
 
-def _run_points(store: RunStore) -> list[dict[str, Any]]:
+def _run_points(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """runs.csv: one line per evaluation of every run."""
     lines = []
-    for run in store.runs():
+    for run in runs:
         head = {"run_id": run.id, "task": run.config["task"],
                 "optimizer": run.config["optimizer"], "lr": run.config["lr"],
                 "seed": run.config["seed"], "batch_size": run.config["batch_size"],

@@ -12,6 +12,11 @@ from typing import Any
 
 from descend.registry import Entry, entry
 
+# The optimizers of the seed articles, in their order: compare's default set, the landscapes'
+# rate table's columns, the figures' colour order.
+SEED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop-nesterov",
+                   "adadelta", "adam")
+
 
 @dataclass(frozen=True)
 class OptimizerSpec:
@@ -33,6 +38,10 @@ class OptimizerSpec:
 
     def with_lr(self, lr: float) -> OptimizerSpec:
         return OptimizerSpec(self.name, {**self.hyperparameters, "lr": lr})
+
+    def without_lr(self) -> OptimizerSpec:
+        return OptimizerSpec(self.name, {k: v for k, v in self.hyperparameters.items()
+                                         if k != "lr"})
 
     def build(self, params: Any):
         from descend.registry import create

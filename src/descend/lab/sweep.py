@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from descend.lab.spec import OptimizerSpec, parse_spec
+from descend.lab.spec import parse_spec
 from descend.lab.store import RunRecord, RunStore, canonical_json
 
 BatchSize = int | str  # "full" (batch gradient descent), 1 (stochastic) or N (mini-batch)
@@ -58,15 +58,10 @@ class CompareConfig:
         data["grids"] = {k: tuple(v) for k, v in data["grids"].items()}
         return cls(**data)
 
-    def spec(self, label: str) -> OptimizerSpec:
-        return parse_spec(label)
-
     def run_config(self, label: str, lr: float, seed: int, batch_size: BatchSize
                    ) -> dict[str, Any]:
         """The key of one run: everything that changes what training does, nothing else."""
-        spec = self.spec(label)
-        hyper = {k: v for k, v in spec.hyperparameters.items() if k != "lr"}
-        base = OptimizerSpec(spec.name, hyper).label
+        base = parse_spec(label).without_lr().label
         return {"task": self.task, "data_dir": self.data_dir, "max_train": self.max_train,
                 "optimizer": base, "lr": float(lr), "seed": int(seed),
                 "batch_size": batch_size, "epochs": self.epochs}

@@ -271,7 +271,6 @@ class _Loop:
         x, y = self.train_x, self.train_y
         if index is not None:
             x, y = x.index_select(0, index), y.index_select(0, index)
-        self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.task.loss(self.model(x), y)
         loss.backward()
@@ -313,6 +312,7 @@ class _Loop:
                                             self.train_y[:TRAIN_EVAL_LIMIT]))
         val_loss, val_accuracy = self._measure(self.splits.val)
         test_loss, test_accuracy = self._measure(self.splits.test)
+        self.model.train()  # _measure left it in eval mode; steps train (once here, not per step)
         point = Point(epoch, self.steps, self.seconds, self.step_seconds, train_loss,
                       val_loss, val_accuracy, test_loss, test_accuracy)
         if not math.isfinite(train_loss):

@@ -1,10 +1,10 @@
-"""Model builders shared by the tasks (a leading underscore keeps this module out of task
-discovery)."""
+"""Model builders and losses shared by the tasks (a leading underscore keeps this module out of
+task discovery)."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 def mlp(*widths: int, seed: int) -> nn.Sequential:
@@ -18,3 +18,8 @@ def mlp(*widths: int, seed: int) -> nn.Sequential:
             if i < len(widths) - 2:
                 layers.append(nn.ReLU())
         return nn.Sequential(*layers)
+
+
+def mean_loss(per_sample: Tensor, _targets: Tensor) -> Tensor:
+    """The loss of models that output their own loss per example (no targets)."""
+    return per_sample.mean()

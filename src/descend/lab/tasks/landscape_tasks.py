@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from descend.lab.tasks._models import mean_loss
 from descend.lab.tasks.base import Split, Splits, Task
 
 try:  # the landscapes module is optional for discovery: without it there are no such tasks
@@ -34,10 +35,6 @@ def _one_dummy_example() -> Split:
     return Split(torch.zeros(1, 1), torch.zeros(1))
 
 
-def _mean_value(values: Tensor, _targets: Tensor) -> Tensor:
-    return values.mean()
-
-
 def landscape_task(landscape: Landscape) -> Task:
     dummy = Splits(_one_dummy_example(), _one_dummy_example(), _one_dummy_example())
     return Task(
@@ -45,7 +42,7 @@ def landscape_task(landscape: Landscape) -> Task:
         description=f"2-D landscape: {landscape.description}",
         load=lambda seed: dummy,
         build_model=lambda seed: PointOnLandscape(landscape.fn, landscape.start),
-        loss=_mean_value,
+        loss=mean_loss,
         classification=False,
         epochs=landscape.steps,
         batch_size=1,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from descend.lab.data.splits import to_split
+from descend.lab.tasks._models import mean_loss
 from descend.lab.tasks.base import Splits, Task
 
 DIM = 100
@@ -54,10 +55,6 @@ class NoisyQuadratic(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         q = self.theta - x
         return 0.5 * ((q @ self.hessian) * q).sum(-1)
-
-
-def mean_loss(per_sample: Tensor, _targets: Tensor) -> Tensor:
-    return per_sample.mean()
 
 
 TASK = Task(
