@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
@@ -13,14 +11,14 @@ def compiled_plan_checks():
     so that every test runs the same path: compiled checks where a group has a dense plan, unless
     DESCEND_NATIVE=0 (scripts/test.sh runs the engine tests that way too). A build failure is
     left to tests/test_engine_native.py to report."""
-    if os.environ.get("DESCEND_NATIVE", "1") == "0":
-        yield
-        return
     from descend.engines import native
 
+    if not native.enabled():
+        yield
+        return
+    path = native.library_path()
     try:
-        native.load_library(native.library_path() if native.library_path().exists()
-                            else native.compile_library())
+        native.load_library(path if path.exists() else native.compile_library(path))
     except (RuntimeError, OSError, ImportError):
         pass
     yield

@@ -3,7 +3,6 @@ checks decide, write the same gradient addresses, and leave every result unchang
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -13,7 +12,7 @@ from optimizer_info import REPRESENTATIVES, configs
 import descend
 from descend.engines import native
 
-pytestmark = pytest.mark.skipif(os.environ.get("DESCEND_NATIVE") == "0",
+pytestmark = pytest.mark.skipif(not native.enabled(),
                                 reason="DESCEND_NATIVE=0: this run checks the Python path")
 
 

@@ -54,6 +54,19 @@ def local_shards(p: Tensor, g: Tensor, state: dict[str, Any],
     return p.to_local(), g.to_local(), local
 
 
+def _locally_finite(tensors: Sequence[Tensor]) -> bool:
+    """Whether every element is finite, with one wait for each device rather than one per
+    tensor: a tensor whose sum is finite holds no NaN or Inf (NaN spreads, Inf stays, Inf - Inf
+    is NaN). Only where some sum is not finite (a NaN or Inf, or an overflow of finite values)
+    are the elements checked."""
+    flags: dict[torch.device, list[Tensor]] = {}
+    for t in tensors:
+        flags.setdefault(t.device, []).append(torch.isfinite(t.sum()))
+    if all(bool(torch.stack(f).all()) for f in flags.values()):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
 def all_finite(grads: Sequence[Tensor], group: Any = None) -> bool:
     """True when every element of every gradient is finite, on every rank that shares a shard,
     and on every rank of ``group`` if one is given (see ``skip_together``).
@@ -62,13 +75,13 @@ def all_finite(grads: Sequence[Tensor], group: Any = None) -> bool:
     MIN all-reduce per mesh dimension makes every rank of the mesh give the same answer (a
     ``bool()`` of a DTensor reduction would read this rank's partial result only).
     """
-    ok = True
-    meshes = {}
+    meshes, local = {}, []
     for g in grads:
         if is_sharded(g):
-            meshes.setdefault(id(g.device_mesh), (g.device_mesh, g.to_local().device))
-            g = g.to_local()
-        ok = ok and bool(torch.isfinite(g).all())
+            mesh, g = g.device_mesh, g.to_local()
+            meshes.setdefault(id(mesh), (mesh, g.device))
+        local.append(g)
+    ok = _locally_finite(local)
     if not meshes and group is None:
         return ok
     import torch.distributed as dist

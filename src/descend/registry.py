@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from descend.optimizer import Optimizer
+from descend.optimizer import IMPLEMENTATION_KEYWORDS, Optimizer
 from descend.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop
 
 
@@ -36,7 +36,8 @@ class Entry:
         return {**values, **self.overrides}
 
 
-_PLUMBING = {"foreach", "fused", "capturable", "differentiable", "skip_nonfinite", "impl"}
+# Keywords every optimizer takes that are not hyperparameters of its algorithm.
+_PLUMBING = {*IMPLEMENTATION_KEYWORDS, "skip_nonfinite", "impl"}
 
 _ENTRIES = [
     Entry("sgd", SGD, "A blind climber steps straight down the local slope.",
