@@ -276,6 +276,20 @@ def test_untraceable_rule_falls_back_under_auto_and_is_refused_under_fast():
         WhereSGD([q], lr=0.1, impl="fast").step()
 
 
+def test_untraceable_rule_keeps_falling_back_at_later_steps():
+    """Not only the first step: later ones (where the engine has a table for the batch) must
+    fall back as well."""
+    p = torch.randn(5, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    auto, ref = WhereSGD([p], lr=0.1, impl="auto"), WhereSGD([q], lr=0.1, impl="reference")
+    for step in range(3):
+        p.grad = torch.randn(5, generator=torch.Generator().manual_seed(step))
+        q.grad = p.grad.clone()
+        auto.step()
+        ref.step()
+    assert torch.equal(p, q)
+
+
 def test_without_numba_auto_is_the_reference_and_fast_says_how_to_install(monkeypatch):
     monkeypatch.setattr(engines, "fast_available", lambda: False)
     engines.select.cache_clear()

@@ -106,15 +106,13 @@ def _step_addresses(steps: Sequence[Tensor]) -> np.ndarray | None:
     return np.array(addresses, dtype=np.int64)
 
 
-def _step_values(steps: Sequence[Tensor], increment: bool = False) -> np.ndarray:
-    """The step counters as float64 values (after adding 1 if ``increment``)."""
+def _step_values(steps: Sequence[Tensor]) -> np.ndarray:
+    """The step counters as float64 values."""
     addresses = _step_addresses(steps)
     if addresses is None:
-        if increment:
-            reference.advance_steps(steps)
         return torch.stack(list(steps)).to(torch.float64).reshape(-1).numpy()
     values = np.empty(len(addresses), dtype=np.float64)
-    kernel_support.step_counters(addresses, values, increment)
+    kernel_support.step_counters(addresses, values, False)
     return values
 
 
@@ -251,10 +249,6 @@ class FastEngine:
     def apply(self, rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
               states: Sequence[dict[str, Any]], state_names: Sequence[str],
               hyper: Mapping[str, Any]) -> None:
-        table = self._tables.get(batch_key(params, state_names))
-        if (table is not None and table.matches(params, states) and table.refresh_grads(grads)
-                and self._run_table(rule, table, state_names, hyper)):
-            return  # the usual step: the same tensors as at the last step, one dtype
         batches: dict[str, list[tuple[Tensor, Tensor, dict[str, Any]]]] = {}
         others: list[int] = []
         for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
