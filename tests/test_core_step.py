@@ -20,6 +20,7 @@ from optimizer_info import (
 )
 from torch import nn
 
+import descend
 from descend import SGD
 
 
@@ -127,6 +128,24 @@ def test_momentum_switched_on_mid_run_matches_torch(nesterov):
     ours, theirs = run(SGD), run(torch.optim.SGD)
     for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-9, atol=0)
+
+
+def test_a_buffer_switched_on_mid_run_is_created_even_beside_a_foreign_state_key():
+    """amsgrad turned on after 3 steps needs a new buffer; a key the user keeps in the state
+    (here "note") must not hide that the buffer is missing."""
+    def run(extra_key: bool):
+        model = make_model()
+        opt = descend.Adam(model.parameters(), lr=0.01)
+        train(model, opt, 3)
+        if extra_key:
+            for state in opt.state.values():
+                state["note"] = torch.tensor(0.0)
+        opt.param_groups[0]["amsgrad"] = True
+        train(model, opt, 4)
+        return model
+
+    for p, q in zip(run(True).parameters(), run(False).parameters(), strict=True):
+        assert torch.equal(p, q)
 
 
 @configs(REPRESENTATIVES)

@@ -217,10 +217,11 @@ class Optimizer(torch.optim.Optimizer):
                     grads: list[Tensor]) -> None:
         rule = self.rule_for(group)
         names = self.state_names(group)
+        required = {"step", *names}
         states = []
         for p in params:
             state = self.state[p]
-            if len(state) <= len(names):  # new, or short of a buffer or of the step counter
+            if not state.keys() >= required:  # new, or short of a buffer or of the counter
                 self._complete_state(p, state, group, names)
             states.append(state)
         engine = engines.select(group["impl"])
