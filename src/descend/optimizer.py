@@ -148,8 +148,8 @@ class Optimizer(torch.optim.Optimizer):
                 return GroupWork(group, plan.present, plan.params, None, plan, True)
         present, params, grads = with_grad(group["params"])
         plan = self._plans.get((id(group), bytes(present)))
-        if plan is not None and plan.holds(group, self.state, group["params"], present,
-                                           self.rule_for(group), self.state_names(group),
+        if plan is not None and plan.holds(group, self.state, self.rule_for(group),
+                                           self.state_names(group),
                                            engines.select(group["impl"])):
             if plan.ready(grads):
                 return GroupWork(group, present, params, grads, plan, True)

@@ -38,9 +38,8 @@ class GroupPlan:
         self.state_keys, self.state_values = list(state), list(state.values())
         self.rule, self.names, self.engine, self.prepared = rule, names, engine, prepared
         self.columns = ("step", *names)
-        self.buffers = [(itemgetter(n), list(map(itemgetter(n), self.states)))
-                        for n in self.columns]
-        self.buffer_columns = [buffers for _, buffers in self.buffers]
+        self.getters = [itemgetter(n) for n in self.columns]
+        self.buffer_columns = [list(map(get, self.states)) for get in self.getters]
         # Every parameter had a gradient and the engine prepared one kernel call: the checks
         # can run compiled (descend.engines.native) while the same holds.
         self.dense = prepared is not None and all(present)
@@ -51,11 +50,12 @@ class GroupPlan:
         return (group is self.group and state is self.state and rule is self.rule
                 and names == self.names and engine is self.engine)
 
-    def holds(self, group: dict[str, Any], state: dict, all_params: list[Tensor],
-              present: list[bool], rule: Callable, names: tuple[str, ...], engine: Any) -> bool:
-        """Whether this step updates the same tensors as the step the plan was made at."""
+    def holds(self, group: dict[str, Any], state: dict, rule: Callable,
+              names: tuple[str, ...], engine: Any) -> bool:
+        """Whether this step updates the same tensors as the step the plan was made at (the
+        optimizer finds the plan by which parameters have a gradient: those are the same)."""
+        all_params = group["params"]
         if (not self.configured_for(group, state, rule, names, engine)
-                or present != self.present
                 or len(all_params) != len(self.all_params)
                 or not all(map(is_, all_params, self.all_params))
                 or len(state) != len(self.state_keys)
@@ -64,7 +64,7 @@ class GroupPlan:
             return False
         try:
             return all(all(map(is_, map(get, self.states), buffers))
-                       for get, buffers in self.buffers)
+                       for get, buffers in zip(self.getters, self.buffer_columns, strict=True))
         except KeyError:  # a buffer deleted by hand
             return False
 
