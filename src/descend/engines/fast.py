@@ -353,6 +353,7 @@ class Prepared:
     def __init__(self, rule: Callable, state_names: tuple[str, ...], table: AddressTable) -> None:
         self.rule, self.state_names, self.table = rule, state_names, table
         self._hyper: dict[str, Any] | None = None  # the last step's, and what it selected:
+        self._configuration: tuple | None = None
         self._scalars: dict[str, float] = {}
         self._trace: Trace | None = None
         self._kernel: Any = None
@@ -392,10 +393,17 @@ class Prepared:
     def _select(self, hyper: Mapping[str, Any], step: float) -> None:
         """The trace, kernel and hyperparameter values for this step, kept while the
         hyperparameters stay equal and the trace's guards hold (step-dependent guards such as
-        SGD's first momentum step are evaluated at each step)."""
+        SGD's first momentum step are evaluated at each step). A scheduler's new learning
+        rate keeps the trace (same configuration, guards checked again): only the kernel's
+        hyperparameter values are read anew."""
         if hyper != self._hyper:
-            self._hyper, self._trace = dict(hyper), None
+            configuration_now = configuration(hyper)
+            if configuration_now != self._configuration:
+                self._trace = None
+            self._hyper, self._configuration = dict(hyper), configuration_now
             self._scalars = flatten_scalars(hyper, step)
+            if self._trace is not None:
+                self._values = _hyper_values(self._trace, self._scalars)
         self._scalars["step"] = step
         if self._trace is None or not self._trace.holds(self._scalars):
             self._trace = None  # until the lines below succeed
