@@ -33,11 +33,16 @@ def _load(module_name: str):
         ) from e
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or, given ``command``, one that imports only that command's
+    module (the others' help lines are shown only by ``descend --help``, which names none)."""
     parser = argparse.ArgumentParser(
         prog="descend", description="Optimizers for PyTorch, and a lab that measures them.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
+        if command is not None and name != command:
+            sub.add_parser(name)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -51,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     try:
         return _load(COMMANDS[args.command]).run(args) or 0
     except (UserError, ValueError) as e:
