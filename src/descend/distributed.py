@@ -55,14 +55,14 @@ def local_shards(p: Tensor, g: Tensor, state: dict[str, Any],
 
 
 def _locally_finite(tensors: Sequence[Tensor]) -> bool:
-    """Whether every element is finite, with one wait for each device rather than one per
-    tensor: a tensor whose sum is finite holds no NaN or Inf (NaN spreads, Inf stays, Inf - Inf
-    is NaN). Only where some sum is not finite (a NaN or Inf, or an overflow of finite values)
-    are the elements checked."""
-    flags: dict[torch.device, list[Tensor]] = {}
+    """Whether every element is finite, with one wait per device and dtype rather than a check
+    and a wait per tensor: a tensor whose sum is finite holds no NaN or Inf (NaN spreads, Inf
+    stays, Inf - Inf is NaN). Only where some sum is not finite (a NaN or Inf, or finite values
+    whose sum overflows) are the elements checked."""
+    sums: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     for t in tensors:
-        flags.setdefault(t.device, []).append(torch.isfinite(t.sum()))
-    if all(bool(torch.stack(f).all()) for f in flags.values()):
+        sums.setdefault((t.device, t.dtype), []).append(t.sum())
+    if all(bool(torch.isfinite(torch.stack(group)).all()) for group in sums.values()):
         return True
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
