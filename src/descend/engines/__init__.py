@@ -15,7 +15,7 @@ import warnings
 
 from descend.engines import reference
 
-IMPLS = ("auto", "fast", "reference")
+IMPLS = ("auto", "reference", "foreach", "numba", "fast")
 
 
 @functools.cache
@@ -30,6 +30,10 @@ def select(impl: str):
     ``apply(rule, params, grads, states, names, hyper)``."""
     if impl == "reference":
         return reference
+    if impl == "foreach":
+        from descend.engines import foreach
+
+        return foreach
     if impl not in IMPLS:
         raise ValueError(f"unknown impl={impl!r}; choose one of {list(IMPLS)}")
     if not fast_available():

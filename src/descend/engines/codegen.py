@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from descend.engines.symbolic import Expr, Trace
+from descend.engines.ir import Expr, Trace
 
 GENERATOR_VERSION = "2"
 SCALAR_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",

@@ -23,7 +23,7 @@ from torch import Tensor
 from descend.distributed import is_sharded, local_shards
 from descend.engines import codegen, kernel_support, reference
 from descend.engines.address_table import AddressTable, StepCounters, batch_key
-from descend.engines.symbolic import Trace, TraceError, configuration, flatten_scalars, trace_rule
+from descend.engines.ir import Trace, TraceError, configuration, flatten_scalars, trace_for
 from descend.engines.work_split import WorkSplit
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
@@ -38,7 +38,6 @@ PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 # slower (numba's and torch's OpenMP pools then compete for them).
 PARALLEL_MIN_ELEMENTS = 65536
 
-_traces: dict[tuple, list[Trace] | TraceError] = {}
 _kernels: dict[tuple[int, str], Any] = {}
 
 
@@ -59,26 +58,6 @@ def unsupported_reason(p: Tensor) -> str | None:
     if p.dtype not in DTYPES:
         return f"{p.dtype} is not supported (float32, float64, complex64, complex128 are)"
     return None
-
-
-def _trace_for(rule: Callable, state_names: Sequence[str], hyper: Mapping[str, Any],
-               step: float) -> Trace:
-    """The cached trace whose guards hold for these values, tracing anew if none does."""
-    key = (rule, tuple(state_names), configuration(hyper))
-    cached = _traces.setdefault(key, [])
-    if isinstance(cached, TraceError):
-        raise cached
-    scalars = flatten_scalars(hyper, step)
-    for trace in cached:
-        if trace.holds(scalars):
-            return trace
-    try:
-        trace = trace_rule(rule, state_names, hyper, step)
-    except TraceError as e:
-        _traces[key] = e
-        raise
-    cached.append(trace)
-    return trace
 
 
 def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
@@ -294,7 +273,7 @@ class FastEngine:
         step = _uniform_step(table)
         if step is None:
             return False
-        trace = _trace_for(rule, state_names, hyper, step)
+        trace = trace_for(rule, state_names, hyper, step)
         _launch(_kernel(trace, table.dtype, rule), table.addresses, table.work, table.steps,
                 _hyper_values(trace, flatten_scalars(hyper, 0.0)))
         return True
@@ -308,11 +287,11 @@ class FastEngine:
         steps = _step_values([s["step"] for s in states])
         distinct = np.unique(steps)
         if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
-            trace = _trace_for(rule, state_names, hyper, float(distinct[0]))
+            trace = trace_for(rule, state_names, hyper, float(distinct[0]))
             self._run_trace(rule, trace, dtype, params, grads, states, state_names, hyper,
                             steps)
             return
-        traces = {float(s): _trace_for(rule, state_names, hyper, float(s)) for s in distinct}
+        traces = {float(s): trace_for(rule, state_names, hyper, float(s)) for s in distinct}
         by_trace: dict[int, list[int]] = {}
         for i, s in enumerate(steps.tolist()):
             by_trace.setdefault(id(traces[s]), []).append(i)
@@ -407,7 +386,7 @@ class Prepared:
         self._scalars["step"] = step
         if self._trace is None or not self._trace.holds(self._scalars):
             self._trace = None  # until the lines below succeed
-            trace = _trace_for(self.rule, self.state_names, hyper, step)
+            trace = trace_for(self.rule, self.state_names, hyper, step)
             self._kernel = _kernel(trace, self.table.dtype, self.rule)
             self._values = _hyper_values(trace, self._scalars)
             self._trace = trace

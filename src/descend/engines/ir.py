@@ -1,7 +1,9 @@
-"""Tracing a rule into an elementwise expression graph, by running the rule on stand-ins.
+"""The IR: a rule traced into a device-neutral expression graph, by running it on stand-ins.
 
-The fast engine does not contain a second copy of any algorithm: it calls the readable rule once
-per configuration with ``Expr`` stand-ins for its arguments and records what the rule computes.
+No backend contains a second copy of any algorithm: the rule is called once per configuration
+with ``Expr`` stand-ins for its arguments, and what it computes is recorded as a graph that every
+backend prints or runs (``descend.engines.foreach`` runs it as torch._foreach_* calls,
+``descend.engines.codegen`` prints it as a numba kernel). The graph knows no backend.
 
 * ``p``, ``g`` and the state buffers become *vector* leaves (one value per element);
 * ``step`` and every numeric hyperparameter become *scalar* leaves that carry their concrete value;
@@ -238,3 +240,39 @@ def trace_rule(rule: Callable[..., Any], state_names: Sequence[str],
         raise TraceError(f"the rule returned no new value for state {missing}")
     t.outputs = {"p": t.wrap(new_p), **{n: t.wrap(new_state[n]) for n in state_names}}
     return t
+
+
+_traces: dict[tuple, list[Trace] | TraceError] = {}
+
+
+def trace_for(rule: Callable[..., Any], state_names: Sequence[str], hyper: Mapping[str, Any],
+              step: float) -> Trace:
+    """The cached trace whose guards hold for these values, tracing anew if none does (a rule
+    the tracer refuses is remembered as refused)."""
+    key = (rule, tuple(state_names), configuration(hyper))
+    cached = _traces.setdefault(key, [])
+    if isinstance(cached, TraceError):
+        raise cached
+    scalars = flatten_scalars(hyper, step)
+    for trace in cached:
+        if trace.holds(scalars):
+            return trace
+    try:
+        trace = trace_rule(rule, state_names, hyper, step)
+    except TraceError as e:
+        _traces[key] = e
+        raise
+    cached.append(trace)
+    return trace
+
+
+def traces_by_step(rule: Callable[..., Any], state_names: Sequence[str],
+                   hyper: Mapping[str, Any], steps: Sequence[float]) -> list[tuple[Trace, list[int]]]:
+    """The traces for tensors at these step counts, each with the indices of its tensors
+    (usually one trace for all: every parameter has taken as many steps)."""
+    chosen = {step: trace_for(rule, state_names, hyper, step) for step in dict.fromkeys(steps)}
+    groups: dict[int, tuple[Trace, list[int]]] = {}
+    for i, step in enumerate(steps):
+        trace = chosen[step]
+        groups.setdefault(id(trace), (trace, []))[1].append(i)
+    return list(groups.values())
