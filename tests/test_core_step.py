@@ -1,4 +1,4 @@
-"""step(closure), parameters without gradients, zero-size parameters, zero_grad, sparse refusal."""
+"""step(closure), parameters without gradients, zero-size parameters, zero_grad, sparse gradients."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_named_parameters_are_accepted_like_torch(config):
     assert opt.param_groups[0]["param_names"] == [n for n, _ in model.named_parameters()]
 
 
-@configs()
+@configs([c for c in CONFIGS if not c.cls.supports_sparse])
 def test_sparse_gradients_are_refused_clearly_and_nothing_changes(config):
     embedding = nn.Embedding(10, 3, sparse=True).double()
     dense = nn.Linear(3, 1).double()
@@ -112,6 +112,48 @@ def test_sparse_gradients_are_refused_clearly_and_nothing_changes(config):
     with pytest.raises(RuntimeError, match="sparse gradients.*sparse=False"):
         opt.step()
     assert_unchanged(opt, before)
+
+
+SPARSE_CONFIGS = [c for c in CONFIGS if c.cls.supports_sparse and c.has_torch
+                  and not c.kwargs.get("weight_decay")]
+
+
+@configs(SPARSE_CONFIGS)
+def test_sparse_gradients_match_torch(config):
+    """torch's SGD and Adagrad take sparse gradients (an embedding with sparse=True, indices
+    repeated within a batch): descend's give torch's parameters and state."""
+    def run(build):
+        torch.manual_seed(0)
+        embedding = nn.Embedding(12, 3, sparse=True).double()
+        opt = build(embedding.parameters())
+        batches = torch.Generator().manual_seed(1)
+        for _ in range(8):
+            opt.zero_grad()
+            embedding(torch.randint(0, 12, (5,), generator=batches)).pow(2).sum().backward()
+            opt.step()
+        return embedding.weight.detach(), opt.state[embedding.weight]
+
+    (mine, my_state), (theirs, their_state) = run(config.build), run(config.build_torch)
+    torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-14)
+    for name, value in their_state.items():
+        expected = value.to_dense() if value.is_sparse else value
+        torch.testing.assert_close(my_state[name], expected.to(my_state[name].dtype),
+                                   rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", [descend.SGD, descend.Adagrad])
+def test_weight_decay_with_sparse_gradients_is_refused_as_torch_does(cls):
+    embedding = nn.Embedding(4, 2, sparse=True)
+    before = embedding.weight.detach().clone()
+    opt = cls(embedding.parameters(), lr=0.1, weight_decay=0.1)
+    embedding(torch.tensor([1])).sum().backward()
+    with pytest.raises(RuntimeError, match="weight_decay.*sparse"):
+        opt.step()
+    torch_opt = getattr(torch.optim, cls.__name__)(embedding.parameters(), lr=0.1,
+                                                   weight_decay=0.1)
+    with pytest.raises(RuntimeError):  # torch refuses too
+        torch_opt.step()
+    assert torch.equal(embedding.weight.detach(), before)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -152,12 +194,20 @@ def test_a_buffer_switched_on_mid_run_is_created_even_beside_a_foreign_state_key
 def test_torch_implementation_keywords_are_accepted_as_hints(config):
     """foreach / fused / capturable change nothing in descend: same result as without them."""
     names = inspect.signature(config.cls.__init__).parameters
-    hints = {k: True for k in ("foreach", "fused", "capturable") if k in names}
-    with_hints, plain = make_model(), make_model()
-    train(with_hints, config.build(config.groups(with_hints), **hints), 3)
+    plain = make_model()
     train(plain, config.build(config.groups(plain)), 3)
-    assert_same_tensors([p.detach() for p in with_hints.parameters()],
-                        [p.detach() for p in plain.parameters()])
+    for hint in ("foreach", "fused", "capturable"):
+        if hint not in names:
+            continue
+        with_hint = make_model()
+        train(with_hint, config.build(config.groups(with_hint), **{hint: True}), 3)
+        assert_same_tensors([p.detach() for p in with_hint.parameters()],
+                            [p.detach() for p in plain.parameters()])
+    if "fused" in names:  # torch's errors for contradictory flags
+        with pytest.raises(RuntimeError, match="fused.*foreach"):
+            config.build(make_model().parameters(), fused=True, foreach=True)
+        with pytest.raises(RuntimeError, match="fused.*differentiable"):
+            config.build(make_model().parameters(), fused=True, differentiable=True)
 
 
 @configs(REPRESENTATIVES)

@@ -53,11 +53,10 @@ INVALID = [
     (AdamW, {"weight_decay": -0.01}, ["weight_decay", NONNEGATIVE]),
     (AdamW, {"lr": torch.tensor([1e-3, 1e-3])}, ["lr", "one-element tensor"]),
 ]
-# Plumbing keywords: given to the constructor, and (impl only) to a param group.
+# Plumbing keywords: given to the constructor, and to a param group.
 INVALID_PLUMBING = [
-    (cls, kw, frags) for cls in (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW)
-    for kw, frags in (({"impl": "warp"}, ["impl", "reference", "auto"]),
-                      ({"differentiable": True}, ["differentiable"]))
+    (cls, {"impl": "warp"}, ["impl", "reference", "foreach", "numba", "fast", "auto"])
+    for cls in (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW)
 ]
 
 

@@ -18,13 +18,14 @@ from torch import Tensor
 
 from descend import engines
 from descend.distributed import all_finite
-from descend.engines import native
+from descend.engines import native, reference
 from descend.step_plan import GroupPlan, GroupWork, with_grad
 from descend.validation import Interval, as_number, check_group
 
 # torch.optim's implementation switches. descend accepts them so that code written for torch runs
-# unchanged; they are hints (descend picks its engine with ``impl``), except differentiable=True,
-# which is refused because the step is not differentiable.
+# unchanged. foreach and capturable are hints (descend picks its backend with ``impl``); fused=True
+# checks the parameters' devices as torch does; differentiable=True runs the step as torch ops
+# under autograd (``_step_in_torch_ops``).
 IMPLEMENTATION_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
 MAX_PLANS = 32  # step plans remembered (param groups x which of their parameters have grads)
 
@@ -36,6 +37,9 @@ class Optimizer(torch.optim.Optimizer):
 
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]]
     ranges: dict[str, Interval] = {}
+    # Sparse gradients are densified and run through the rule, where that is torch's result too
+    # (a zero gradient leaves parameter and state unchanged, or torch's own update is dense).
+    supports_sparse: bool = False
 
     def __init__(
         self,
@@ -49,15 +53,14 @@ class Optimizer(torch.optim.Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        name = type(self).__name__
-        if differentiable:
-            raise ValueError(
-                f"{name}: differentiable=True is not supported: descend's step is not "
-                "differentiable. Use torch.optim with differentiable=True for meta-learning."
-            )
-        engines.select(impl)  # fails early on an unknown engine name
+        if fused and differentiable:  # torch's errors
+            raise RuntimeError("`fused` does not support `differentiable`")
+        if fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        engines.check_impl(impl)  # fails early on an unknown engine name
         defaults = dict(defaults, foreach=foreach, fused=fused, capturable=capturable,
-                        differentiable=False, skip_nonfinite=bool(skip_nonfinite), impl=impl)
+                        differentiable=bool(differentiable),
+                        skip_nonfinite=bool(skip_nonfinite), impl=impl)
         self.skipped_steps = 0
         self.skip_group = None  # ranks that skip together (descend.distributed.skip_together)
         self._plans: dict[tuple[int, bytes], GroupPlan] = {}  # by group and which have grads
@@ -81,8 +84,11 @@ class Optimizer(torch.optim.Optimizer):
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
         """Raises ValueError on an invalid group; subclasses add cross-parameter checks."""
-        check_group(group, self.ranges, type(self).__name__)
-        engines.select(group["impl"])  # a group may name its own engine
+        values = group
+        if group["differentiable"]:  # a tensor hyperparameter may require grad: check its value
+            values = {k: v.detach() if isinstance(v, Tensor) else v for k, v in group.items()}
+        check_group(values, self.ranges, type(self).__name__)
+        engines.check_impl(group["impl"])  # a group may name its own engine
 
     # ---- plumbing -------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -104,6 +110,10 @@ class Optimizer(torch.optim.Optimizer):
         self.skip_group = getattr(self, "skip_group", None)
         self._plans, self._dense_plans = {}, {}
         super().__setstate__(state)
+        for p_state in self.state.values():  # a step saved as a number (older torch, by hand)
+            step = p_state.get("step")
+            if step is not None and not isinstance(step, Tensor):
+                p_state["step"] = torch.tensor(float(step), dtype=torch.float32)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, which replaces each group by the saved one; keys the saved group lacks
@@ -129,11 +139,14 @@ class Optimizer(torch.optim.Optimizer):
             initial = self.initial_state(p, group)
             state.update({name: initial[name] for name in missing})
 
-    def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any]) -> dict[str, Any]:
-        """The group's values for the rule's keyword arguments, one-element tensors as floats."""
+    def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any],
+                         tensors: bool = False) -> dict[str, Any]:
+        """The group's values for the rule's keyword arguments, one-element tensors as floats
+        (kept as tensors when ``tensors``: the torch-ops step differentiates through them)."""
         owner = type(self).__name__
         return {
-            k: as_number(k, group[k], owner) if isinstance(group[k], Tensor) else group[k]
+            k: as_number(k, group[k], owner)
+            if isinstance(group[k], Tensor) and not tensors else group[k]
             for k in _keyword_arguments(rule) if k in group
         }
 
@@ -155,12 +168,24 @@ class Optimizer(torch.optim.Optimizer):
                 return GroupWork(group, present, params, grads, plan, True)
         else:
             plan = None
-        if any(g.is_sparse for g in grads):
+        return GroupWork(group, present, params, self._dense(group, grads), plan, False)
+
+    def _dense(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
+        """The gradients, sparse ones densified where this optimizer supports them (torch's
+        errors elsewhere)."""
+        if not any(g.is_sparse for g in grads):
+            return grads
+        name = type(self).__name__
+        if not self.supports_sparse:
             raise RuntimeError(
-                f"{type(self).__name__} does not support sparse gradients; use "
-                "torch.optim.SparseAdam, or a dense embedding (sparse=False)."
+                f"{name} does not support sparse gradients; use descend.SGD or "
+                "descend.Adagrad, torch.optim.SparseAdam, or a dense embedding (sparse=False)."
             )
-        return GroupWork(group, present, params, grads, plan, False)
+        if group.get("weight_decay", 0) != 0:  # torch refuses it too (SGD: add(sparse, dense))
+            raise RuntimeError(f"{name}: the weight_decay option is not compatible with sparse "
+                               "gradients; use weight_decay=0 for sparse parameters (a param "
+                               "group of their own)")
+        return [g.to_dense() if g.is_sparse else g for g in grads]
 
     def _make_plan(self, work: GroupWork) -> None:
         """Remembers what this group's step touched, for the engine to run the next steps as
@@ -186,9 +211,54 @@ class Optimizer(torch.optim.Optimizer):
         # ranks of skip_group.
         return all_finite(grads, self.skip_group)
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        if self.defaults["differentiable"] or torch.compiler.is_compiling():
+            return self._step_in_torch_ops(closure)
+        return self._step(closure)
+
+    def _step_in_torch_ops(self, closure: Callable[[], Any] | None) -> Any:
+        """The step as eager torch ops, one rule call per parameter, with step counts and tensor
+        hyperparameters kept as tensors: what torch.compile traces into a graph for inductor to
+        fuse (torch's own compiled-optimizer path), and what autograd differentiates through
+        under ``differentiable=True``. No backend cache is read or written."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        groups = []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            groups.append((group, params, self._dense(group, [p.grad for p in params])))
+        if self.defaults["skip_nonfinite"] and not self._all_finite(
+                [g for _, _, grads in groups for g in grads]):
+            return self._skip(loss)
+        compiling = torch.compiler.is_compiling()
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            for group, params, grads in groups:
+                if not params:
+                    continue
+                states = self._states(group, params)
+                with torch.no_grad():
+                    for state in states:
+                        state["step"] += 1
+                rule = self.rule_for(group)
+                reference.apply(rule, params, grads, states, self.state_names(group),
+                                self._hyperparameters(group, rule, tensors=True),
+                                step_as_tensor=compiling)
+        return loss
+
+    def _skip(self, loss: Any) -> Any:
+        self.skipped_steps += 1
+        warnings.warn(
+            f"{type(self).__name__}: a gradient holds NaN or Inf; step skipped "
+            f"({self.skipped_steps} so far), parameters and state unchanged.",
+            UserWarning, stacklevel=3,
+        )
+        return loss
+
+    @torch.no_grad()
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -196,13 +266,7 @@ class Optimizer(torch.optim.Optimizer):
         work = [self._group_work(group) for group in self.param_groups]
         if self.defaults["skip_nonfinite"]:
             if not self._all_finite([g for w in work for g in w.gradients()]):
-                self.skipped_steps += 1
-                warnings.warn(
-                    f"{type(self).__name__}: a gradient holds NaN or Inf; step skipped "
-                    f"({self.skipped_steps} so far), parameters and state unchanged.",
-                    UserWarning, stacklevel=2,
-                )
-                return loss
+                return self._skip(loss)
         for w in work:
             if not w.params:
                 continue
@@ -213,17 +277,25 @@ class Optimizer(torch.optim.Optimizer):
                 self._make_plan(w)
         return loss
 
-    def _step_group(self, group: dict[str, Any], params: list[Tensor],
-                    grads: list[Tensor]) -> None:
-        rule = self.rule_for(group)
+    def _states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict[str, Any]]:
+        """The parameters' state dicts, completed with what this group's configuration needs."""
         names = self.state_names(group)
         required = {"step", *names}
         states = []
         for p in params:
+            if group["fused"]:
+                _check_fused(p)
             state = self.state[p]
             if not state.keys() >= required:  # new, or short of a buffer or of the counter
                 self._complete_state(p, state, group, names)
             states.append(state)
+        return states
+
+    def _step_group(self, group: dict[str, Any], params: list[Tensor],
+                    grads: list[Tensor]) -> None:
+        rule = self.rule_for(group)
+        names = self.state_names(group)
+        states = self._states(group, params)
         engine = engines.select(group["impl"])
         # step += 1 for all in one call: a per-tensor += costs more than a small tensor's update.
         engine.advance_steps([state["step"] for state in states])
@@ -238,6 +310,16 @@ def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, An
     if "torch._dynamo" not in sys.modules:
         add = getattr(add, "__wrapped__", add)
     add(optimizer, group)
+
+
+def _check_fused(p: Tensor) -> None:
+    """torch's check for fused=True: floating-point parameters on a device with fused kernels."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    devices = _get_fused_kernels_supported_devices()
+    if not (p.device.type in devices and torch.is_floating_point(p)):
+        raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                           f"supported devices: {devices} but {p.dtype} and {p.device.type}")
 
 
 @functools.cache

@@ -42,8 +42,8 @@ def as_number(name: str, value: Any, owner: str) -> float:
             )
         if value.requires_grad:
             raise ValueError(
-                f"{owner}: {name} is a tensor that requires grad; descend does not differentiate "
-                f"through the step (differentiable=True is not supported): pass {name}.detach()"
+                f"{owner}: {name} is a tensor that requires grad: pass differentiable=True to "
+                f"differentiate through the step, or {name}.detach()"
             )
         return float(value)
     if isinstance(value, bool) or not isinstance(value, Real):

@@ -24,6 +24,12 @@ def fast_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def check_impl(impl: str) -> None:
+    """A ValueError unless ``impl`` names a backend choice."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl={impl!r}; choose one of {list(IMPLS)}")
+
+
 @functools.cache
 def select(impl: str):
     """The engine for ``impl``: an object with

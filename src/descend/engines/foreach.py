@@ -1,8 +1,219 @@
-"""The foreach backend: the traced rule run as torch._foreach_* calls over a group's lists.
+"""The foreach backend: a traced rule run as ``torch._foreach_*`` calls over lists of tensors.
 
-(Being written: see the engine issue.)
+The rule is traced into its elementwise graph (``descend.engines.ir``) and the graph is run node
+by node, each vector node as one foreach call over all the tensors of a batch: the tensors of
+one (device, dtype) group whose step counts select the same trace. A step therefore costs a
+constant number of op calls per batch, whatever the number of tensors (torch's
+``_multi_tensor_adam`` is the model). Scalar sub-expressions (bias corrections, ``1 - beta``) are
+computed in Python for the step (``ir.evaluate``) and passed as numbers; where the tensors of a
+batch are at different step counts, as one number per tensor.
+
+It is the default backend on CUDA, XPU and MPS until a fused GPU backend exists: there a foreach
+call launches a kernel per chunk of tensors instead of a kernel per operation per tensor.
+
+It holds no copy of any algorithm's math: it only runs the graph the rule recorded. Each node is
+the operation the rule's eager call performs on one tensor (``number / tensor`` as
+``reciprocal(tensor) * number`` and ``number - tensor`` as ``-tensor + number``, as torch computes
+them), on the same tensors, so on the CPU, where a foreach call is that operation applied tensor
+by tensor, the result is bit-for-bit that of the reference engine. A rule the tracer refuses
+raises ``ir.TraceError`` before anything is written.
 """
 
 from __future__ import annotations
 
-from descend.engines.reference import advance_steps, apply  # noqa: F401  placeholder
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descend.engines import ir
+from descend.engines.ir import Expr, Trace
+
+Scalar = float | list[float]  # one value for the whole batch, or one per tensor
+
+# A vector op with a vector first operand: the second is a list of tensors, a number or a list of
+# numbers (one per tensor). maximum/minimum with a number clamp (NaN in, NaN out, like
+# torch.maximum; a rule cannot call torch.maximum with a number in eager torch anyway).
+BINARY = {"add": torch._foreach_add, "sub": torch._foreach_sub, "mul": torch._foreach_mul,
+          "div": torch._foreach_div, "pow": torch._foreach_pow,
+          "maximum": torch._foreach_maximum, "minimum": torch._foreach_minimum}
+UNARY = {"neg": torch._foreach_neg, "sqrt": torch._foreach_sqrt, "abs": torch._foreach_abs}
+
+
+def apply(
+    rule: Callable[..., tuple[Tensor, dict[str, Tensor]]],
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    states: Sequence[dict[str, Any]],
+    state_names: Sequence[str],
+    hyper: Mapping[str, Any],
+) -> None:
+    """(p, state) <- rule(p, grad, state, hyper) for every parameter, written back in place;
+    the step counters have been advanced. Raises ``ir.TraceError`` if the rule cannot be
+    traced (nothing is written then)."""
+    live = [i for i, p in enumerate(params) if p.numel()]  # zero-size tensors: nothing to do
+    if not live:
+        return
+    steps = _step_values([states[i]["step"] for i in live])
+    for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
+        batches: dict[tuple, list[int]] = {}
+        for j in members:
+            p = params[live[j]]
+            batches.setdefault((p.device, p.dtype.to_real()), []).append(j)
+        for batch in batches.values():
+            indices = [live[j] for j in batch]
+            leaves = {name: _column(name, indices, params, grads, states)
+                      for name in trace.tensors}
+            _run(trace, leaves, [steps[j] for j in batch], hyper)
+
+
+def advance_steps(steps: Sequence[Tensor]) -> None:
+    """Each parameter's step counter + 1, before ``apply`` (one call for all of them)."""
+    torch._foreach_add_(list(steps), 1)
+
+
+def _step_values(steps: list[Tensor]) -> list[float]:
+    """The step counters as Python floats, read in one op (not an ``.item()`` per tensor)."""
+    try:
+        values = torch.stack(steps).reshape(-1).tolist()
+    except RuntimeError:  # counters of different shapes or devices
+        values = []
+    return values if len(values) == len(steps) else [s.item() for s in steps]
+
+
+def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequence[Tensor],
+            states: Sequence[dict[str, Any]]) -> list[Tensor]:
+    """The tensors of leaf ``name`` (p, g or a state buffer) of a batch; complex tensors are
+    optimized as pairs of reals, as torch.optim (and the reference engine) do."""
+    if name == "p":
+        tensors = [params[i] for i in indices]
+    elif name == "g":
+        tensors = [grads[i] for i in indices]
+    else:
+        tensors = [states[i][name] for i in indices]
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+
+def _topological(outputs: Iterable[Expr]) -> list[Expr]:
+    """Every node the outputs depend on, each after its arguments."""
+    order: list[Expr] = []
+    seen: set[int] = set()
+
+    def visit(e: Expr) -> None:
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        if e.op not in ("tensor", "hyper", "step", "const"):
+            for a in e.args:
+                visit(a)
+        order.append(e)
+
+    for e in outputs:
+        visit(e)
+    return order
+
+
+def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
+             hyper: Mapping[str, Any]) -> dict[int, Scalar] | None:
+    """The value of every scalar operand of a vector node (and of every scalar output) for this
+    batch: one number, or one per tensor where their step counts give different values. None
+    if a per-tensor value falls where torch takes a single number only (the base of a pow)."""
+    envs = {step: ir.flatten_scalars(hyper, step) for step in dict.fromkeys(steps)}
+    values: dict[int, Scalar] = {}
+
+    def value(e: Expr) -> Scalar:
+        if id(e) not in values:
+            by_step = {step: ir.evaluate(e, env) for step, env in envs.items()}
+            first = next(iter(by_step.values()))
+            uniform = all(v == first for v in by_step.values())
+            values[id(e)] = first if uniform else [by_step[s] for s in steps]
+        return values[id(e)]
+
+    for e in order:
+        if e.is_vector and e.op != "tensor":
+            for position, a in enumerate(e.args):
+                if not a.is_vector and isinstance(value(a), list) and (
+                        e.op == "pow" and position == 0):
+                    return None
+    for e in outputs:
+        if not e.is_vector:
+            value(e)
+    return values
+
+
+def _vector_op(e: Expr, x: list[Tensor] | Scalar, y: list[Tensor] | Scalar | None
+               ) -> list[Tensor]:
+    """Node ``e`` as foreach calls, as eager torch computes it for one tensor."""
+    if e.op in UNARY:
+        return UNARY[e.op](x)
+    a, b = e.args
+    if a.is_vector:
+        return BINARY[e.op](x, y)
+    # a number with a tensor on its right, as torch's reflected operators compute it
+    if e.op in ("add", "mul", "maximum", "minimum"):
+        return BINARY[e.op](y, x)
+    if e.op == "sub":  # number - tensor: torch.rsub, exactly -tensor + number
+        return torch._foreach_add(torch._foreach_neg(y), x)
+    if e.op == "div":  # number / tensor: torch computes reciprocal(tensor) * number
+        reciprocal = torch._foreach_reciprocal(y)
+        if a.op == "const" and a.args[0] == 1.0:
+            return reciprocal  # how ir records number / tensor: div(1, tensor) * number
+        return torch._foreach_mul(reciprocal, x)
+    if e.op == "pow":  # number ** tensor: torch.pow(number, tensor)
+        return torch._foreach_pow(x, y)
+    raise ir.TraceError(f"the foreach backend has no operation {e.op!r}")
+
+
+def _run(trace: Trace, leaves: dict[str, list[Tensor]], steps: list[float],
+         hyper: Mapping[str, Any]) -> None:
+    """One batch: every output computed (reading only the inputs), then all written at once."""
+    outputs = trace.outputs
+    order = _topological(outputs.values())
+    scalars = _scalars(order, outputs.values(), steps, hyper)
+    if scalars is None:  # one batch per step count
+        for step in dict.fromkeys(steps):
+            part = [i for i, s in enumerate(steps) if s == step]
+            _run(trace, {name: [column[i] for i in part] for name, column in leaves.items()},
+                 [step] * len(part), hyper)
+        return
+    kept = {id(e) for e in outputs.values()}
+    last_use: dict[int, int] = {}
+    for k, e in enumerate(order):
+        if e.is_vector and e.op != "tensor":
+            for a in e.args:
+                last_use[id(a)] = k
+    values: dict[int, list[Tensor]] = {}
+    for k, e in enumerate(order):
+        if not e.is_vector:
+            continue
+        if e.op == "tensor":
+            values[id(e)] = leaves[e.args[0]]
+            continue
+        x, *y = (values[id(a)] if a.is_vector else scalars[id(a)] for a in e.args)
+        values[id(e)] = _vector_op(e, x, y[0] if y else None)
+        for a in e.args:  # temporaries nobody reads any more are freed
+            if (a.is_vector and a.op != "tensor" and last_use[id(a)] == k
+                    and id(a) not in kept):
+                values.pop(id(a), None)
+
+    written = [name for name, e in outputs.items()
+               if not (e.op == "tensor" and e.args[0] == name)]  # an unchanged input: no write
+    targets: list[Tensor] = []
+    sources: list[Tensor] = []
+    fills: list[tuple[list[Tensor], Scalar]] = []
+    for name in written:
+        e = outputs[name]
+        if not e.is_vector:
+            fills.append((leaves[name], scalars[id(e)]))
+            continue
+        new = values[id(e)]
+        if e.op == "tensor" and e.args[0] in written:  # another input, itself overwritten
+            new = [t.clone() for t in new]
+        targets += leaves[name]
+        sources += new
+    if targets:
+        torch._foreach_copy_(targets, sources)
+    for tensors, value in fills:
+        for i, t in enumerate(tensors):
+            t.fill_(value[i] if isinstance(value, list) else value)

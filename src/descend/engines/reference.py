@@ -1,7 +1,8 @@
 """The reference engine: calls the rule once per parameter with eager torch ops.
 
 Exact by construction (it *is* the rule), works on every device and dtype, and is the engine the
-fast engines are tested against.
+other backends are tested against. Written as plain torch ops it is also the path autograd
+differentiates (``differentiable=True``) and torch.compile traces.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ def apply(
     states: Sequence[dict[str, Any]],
     state_names: Sequence[str],
     hyper: Mapping[str, Any],
+    step_as_tensor: bool = False,
 ) -> None:
-    """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place."""
+    """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place.
+
+    The step count goes in as a number, or as the counter tensor itself with ``step_as_tensor``
+    (under torch.compile: reading it would break the graph)."""
     for p, g, state in zip(params, grads, states, strict=True):
         param, grad = real_view(p), real_view(g)
         buffers = {name: real_view(state[name]) for name in state_names}
-        new_param, new_buffers = rule(
-            param, grad, step=state["step"].item(), **buffers, **hyper
-        )
+        step = state["step"] if step_as_tensor else state["step"].item()
+        new_param, new_buffers = rule(param, grad, step=step, **buffers, **hyper)
         param.copy_(new_param)
         for name, buffer in buffers.items():
             buffer.copy_(new_buffers[name])

@@ -17,6 +17,7 @@ class Adagrad(Optimizer):
     rule = staticmethod(rules.adagrad)
     ranges = {"lr": NONNEGATIVE, "lr_decay": NONNEGATIVE, "weight_decay": NONNEGATIVE,
               "initial_accumulator_value": NONNEGATIVE, "eps": NONNEGATIVE}
+    supports_sparse = True
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | Tensor = 1e-2,

@@ -57,3 +57,9 @@ class AdamW(Adam):
                          maximize=maximize, capturable=capturable, differentiable=differentiable,
                          fused=fused, decoupled_weight_decay=True,
                          skip_nonfinite=skip_nonfinite, impl=impl)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # As in torch: an Adam state dict loaded into AdamW keeps AdamW's decoupled decay.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

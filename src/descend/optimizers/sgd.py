@@ -23,6 +23,7 @@ class SGD(Optimizer):
 
     ranges = {"lr": NONNEGATIVE, "momentum": NONNEGATIVE, "dampening": UNIT_CLOSED,
               "weight_decay": NONNEGATIVE}
+    supports_sparse = True
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | Tensor = 1e-3,

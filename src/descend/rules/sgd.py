@@ -31,7 +31,12 @@ def sgd(
     g = regularized_gradient(g, p, weight_decay, maximize)
     if momentum == 0:
         return p - lr * g, {}
-    b = g if step == 1 else momentum * momentum_buffer + (1 - dampening) * g
+    # b starts at zero, so without dampening the first step needs no case of its own (and
+    # torch.compile sees no branch on the step count).
+    if dampening != 0 and step == 1:
+        b = g
+    else:
+        b = momentum * momentum_buffer + (1 - dampening) * g
     direction = g + momentum * b if nesterov else b
     return p - lr * direction, {"momentum_buffer": b}
 
@@ -50,6 +55,9 @@ def sgd_textbook(
     g = regularized_gradient(g, p, weight_decay, maximize)
     if momentum == 0:
         return p - lr * g, {}
-    v = -lr * g if step == 1 else momentum * velocity - lr * (1 - dampening) * g
+    if dampening != 0 and step == 1:  # v starts at zero: see sgd
+        v = -lr * g
+    else:
+        v = momentum * velocity - lr * (1 - dampening) * g
     delta = momentum * v - lr * g if nesterov else v
     return p + delta, {"velocity": v}
