@@ -11,14 +11,17 @@ import inspect
 import sys
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from descend import engines
+from descend import state as state_schema
 from descend.distributed import all_finite
 from descend.engines import native, reference
+from descend.state import Buffer
 from descend.step_plan import GroupPlan, GroupWork, with_grad
 from descend.validation import Interval, as_number, check_group
 
@@ -30,12 +33,29 @@ IMPLEMENTATION_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
 MAX_PLANS = 32  # step plans remembered (param groups x which of their parameters have grads)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """How ``descend.registry`` lists an optimizer class: the name, a one-line intuition, the
+    rule in LaTeX, the source paper, and the hyperparameters the name sets (the registry's
+    "nesterov" is SGD with momentum=0.9, nesterov=True)."""
+
+    name: str
+    intuition: str
+    latex: str
+    source: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
 class Optimizer(torch.optim.Optimizer):
-    """Base class. Subclasses set ``rule`` (or override ``rule_for`` when the configuration
-    picks the rule), ``ranges`` and ``state_names``, and ``initial_state`` when a buffer does
-    not start at zeros_like(p)."""
+    """Base class. A subclass declares its ``rule`` (or overrides ``rule_for`` when the
+    configuration picks the rule), its ``state_schema`` (the buffers the rule reads and
+    returns: ``descend.state.Buffer``), its hyperparameter ``ranges``, and its constructor,
+    whose signature and defaults are torch's where torch has the algorithm, and its
+    ``listings`` in the registry (``Listing``; not inherited)."""
 
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]]
+    state_schema: tuple[Buffer, ...] = ()
+    listings: tuple[Listing, ...] = ()
     ranges: dict[str, Interval] = {}
     # Sparse gradients are densified and run through the rule, where that is torch's result too
     # (a zero gradient leaves parameter and state unchanged, or torch's own update is dense).
@@ -74,13 +94,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
         """Names of the per-parameter buffers this group's configuration needs."""
-        raise NotImplementedError
-
-    def initial_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        return {
-            name: torch.zeros_like(p, memory_format=torch.preserve_format)
-            for name in self.state_names(group)
-        }
+        return state_schema.names(self.state_schema, group)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
         """Raises ValueError on an invalid group; subclasses add cross-parameter checks."""
@@ -134,10 +148,9 @@ class Optimizer(torch.optim.Optimizer):
         momentum buffer means at least one step was taken, so the count resumes from 1)."""
         if "step" not in state:
             state["step"] = torch.tensor(1.0 if state else 0.0, dtype=torch.float32)
-        missing = [name for name in names if name not in state]
-        if missing:
-            initial = self.initial_state(p, group)
-            state.update({name: initial[name] for name in missing})
+        for buffer in self.state_schema:
+            if buffer.name in names and buffer.name not in state:
+                state[buffer.name] = buffer.create(p, group)
 
     def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any],
                          tensors: bool = False) -> dict[str, Any]:

@@ -133,9 +133,10 @@ def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
     for e in order:
         if e.is_vector and e.op != "tensor":
             for position, a in enumerate(e.args):
-                if not a.is_vector and isinstance(value(a), list) and (
-                        e.op == "pow" and position == 0):
-                    return None
+                if not a.is_vector:
+                    v = value(a)
+                    if isinstance(v, list) and e.op == "pow" and position == 0:
+                        return None
     for e in outputs:
         if not e.is_vector:
             value(e)

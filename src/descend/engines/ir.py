@@ -266,8 +266,8 @@ def trace_for(rule: Callable[..., Any], state_names: Sequence[str], hyper: Mappi
     return trace
 
 
-def traces_by_step(rule: Callable[..., Any], state_names: Sequence[str],
-                   hyper: Mapping[str, Any], steps: Sequence[float]) -> list[tuple[Trace, list[int]]]:
+def traces_by_step(rule: Callable[..., Any], state_names: Sequence[str], hyper: Mapping[str, Any],
+                   steps: Sequence[float]) -> list[tuple[Trace, list[int]]]:
     """The traces for tensors at these step counts, each with the indices of its tensors
     (usually one trace for all: every parameter has taken as many steps)."""
     chosen = {step: trace_for(rule, state_names, hyper, step) for step in dict.fromkeys(steps)}

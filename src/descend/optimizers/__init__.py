@@ -6,4 +6,5 @@ from descend.optimizers.adam import Adam, AdamW
 from descend.optimizers.rmsprop import RMSprop
 from descend.optimizers.sgd import SGD
 
+# The registry lists the classes in this order (the order the seeds introduce them).
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW"]

@@ -5,15 +5,22 @@ from typing import Any
 
 from torch import Tensor
 
-from descend import rules
-from descend.optimizer import Optimizer
+from descend.optimizer import Listing, Optimizer
+from descend.rules.adadelta import adadelta
+from descend.state import Buffer
 from descend.validation import NONNEGATIVE, UNIT
 
 
 class Adadelta(Optimizer):
     """AdaDelta. Same signature and defaults as ``torch.optim.Adadelta``."""
 
-    rule = staticmethod(rules.adadelta)
+    rule = staticmethod(adadelta)
+    state_schema = (Buffer("square_avg"), Buffer("acc_delta"))
+    listings = (Listing(
+        "adadelta", "Steps measured in the units of the parameters: the ratio of the RMS of "
+        "past steps to the RMS of gradients, no learning rate needed.",
+        r"\Delta\theta = -\frac{\mathrm{RMS}(\Delta\theta)_{t-1}}{\mathrm{RMS}(g)_t}\, g_t;"
+        r"\quad \theta \leftarrow \theta + \eta\, \Delta\theta", "Zeiler 2012"),)
     # rho in [0, 1) as for every decay rate (issue 2); torch also accepts rho = 1, where both
     # running averages stay at zero and AdaDelta degenerates into SGD with step lr.
     ranges = {"lr": NONNEGATIVE, "rho": UNIT, "eps": NONNEGATIVE,
@@ -29,5 +36,3 @@ class Adadelta(Optimizer):
         super().__init__(params, defaults, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl)
 
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return ("square_avg", "acc_delta")

@@ -3,21 +3,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from descend import rules
-from descend.optimizer import Optimizer
+from descend.optimizer import Listing, Optimizer
+from descend.rules.adagrad import adagrad
+from descend.state import Buffer
 from descend.validation import NONNEGATIVE
 
 
 class Adagrad(Optimizer):
     """AdaGrad. Same signature and defaults as ``torch.optim.Adagrad``."""
 
-    rule = staticmethod(rules.adagrad)
+    rule = staticmethod(adagrad)
+    state_schema = (Buffer("sum", initial="initial_accumulator_value"),)
     ranges = {"lr": NONNEGATIVE, "lr_decay": NONNEGATIVE, "weight_decay": NONNEGATIVE,
               "initial_accumulator_value": NONNEGATIVE, "eps": NONNEGATIVE}
     supports_sparse = True
+    listings = (Listing(
+        "adagrad", "Each coordinate's step shrinks with the total of its squared gradients: "
+        "rare features keep large steps.",
+        r"G \leftarrow G + g_t^2;\quad \theta \leftarrow \theta - \frac{\eta}{\sqrt{G}+"
+        r"\epsilon}\, g_t", "Duchi, Hazan and Singer 2011"),)
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | Tensor = 1e-2,
@@ -32,11 +38,3 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults, foreach=foreach, differentiable=differentiable,
                          fused=fused, skip_nonfinite=skip_nonfinite, impl=impl)
 
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return ("sum",)
-
-    def initial_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        value = group["initial_accumulator_value"]
-        if p.is_complex():  # a complex parameter is optimized as (real, imag) pairs: fill both
-            value = complex(value, value)
-        return {"sum": torch.full_like(p, value, memory_format=torch.preserve_format)}

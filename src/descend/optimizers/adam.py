@@ -5,8 +5,9 @@ from typing import Any
 
 from torch import Tensor
 
-from descend import rules
-from descend.optimizer import Optimizer
+from descend.optimizer import Listing, Optimizer
+from descend.rules.adam import adam, adamw
+from descend.state import Buffer
 from descend.validation import NONNEGATIVE, UNIT
 
 
@@ -14,6 +15,14 @@ class Adam(Optimizer):
     """Adam (optionally AMSGrad). Same signature and defaults as ``torch.optim.Adam``;
     ``decoupled_weight_decay=True`` makes it AdamW, as in torch."""
 
+    state_schema = (Buffer("exp_avg"), Buffer("exp_avg_sq"),
+                    Buffer("max_exp_avg_sq", when="amsgrad"))
+    listings = (Listing(
+        "adam", "Momentum on the gradient and RMSprop on its scale, both bias-corrected for "
+        "their zero start.",
+        r"m \leftarrow \beta_1 m + (1-\beta_1) g_t;\ v \leftarrow \beta_2 v + (1-\beta_2)"
+        r" g_t^2;\ \theta \leftarrow \theta - \eta\,\frac{m/(1-\beta_1^t)}{\sqrt{v/(1-"
+        r"\beta_2^t)}+\epsilon}", "Kingma and Ba 2015"),)
     ranges = {"lr": NONNEGATIVE, "betas": UNIT, "eps": NONNEGATIVE, "weight_decay": NONNEGATIVE}
 
     def __init__(
@@ -37,14 +46,17 @@ class Adam(Optimizer):
         super().check_hyperparameters(group)
 
     def rule_for(self, group: dict[str, Any]):
-        return rules.adamw if group["decoupled_weight_decay"] else rules.adam
-
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+        return adamw if group["decoupled_weight_decay"] else adam
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay. Same signature and defaults as ``torch.optim.AdamW``."""
+
+    listings = (Listing(
+        "adamw", "Adam whose weight decay shrinks the weights directly instead of passing "
+        "through the adaptive scaling.",
+        r"\theta \leftarrow \theta(1-\eta\lambda) - \eta\,\frac{\hat m}{\sqrt{\hat v}+"
+        r"\epsilon}", "Loshchilov and Hutter 2019"),)
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | Tensor = 1e-3,

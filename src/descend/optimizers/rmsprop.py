@@ -5,8 +5,9 @@ from typing import Any
 
 from torch import Tensor
 
-from descend import rules
-from descend.optimizer import Optimizer
+from descend.optimizer import Listing, Optimizer
+from descend.rules.rmsprop import rmsprop
+from descend.state import Buffer
 from descend.validation import NONNEGATIVE, UNIT
 
 
@@ -17,7 +18,24 @@ class RMSprop(Optimizer):
     momentum > 0): RMSprop with Nesterov momentum, Goodfellow et al. "Deep Learning" Alg. 8.6.
     """
 
-    rule = staticmethod(rules.rmsprop)
+    rule = staticmethod(rmsprop)
+    state_schema = (Buffer("square_avg"),
+                    Buffer("momentum_buffer", when=lambda group: group["momentum"] > 0),
+                    Buffer("grad_avg", when="centered"))
+    listings = (
+        Listing("rmsprop", "AdaGrad with a fading memory: divide by a running RMS of recent "
+                "gradients so steps do not vanish.",
+                r"E[g^2] \leftarrow \alpha E[g^2] + (1-\alpha) g_t^2;\quad \theta \leftarrow "
+                r"\theta - \frac{\eta}{\sqrt{E[g^2]}+\epsilon}\, g_t",
+                "Hinton 2012, Coursera lecture 6e"),
+        Listing("rmsprop-nesterov", "RMSprop's per-coordinate scaling plus Nesterov "
+                "momentum's look-ahead.",
+                r"E[g^2] \leftarrow \alpha E[g^2] + (1-\alpha) g_t^2;\ v \leftarrow \mu v + "
+                r"\frac{g_t}{\sqrt{E[g^2]}+\epsilon};\ \theta \leftarrow \theta - \eta\left("
+                r"\frac{g_t}{\sqrt{E[g^2]}+\epsilon} + \mu v\right)",
+                "Goodfellow, Bengio and Courville 2016, Algorithm 8.6",
+                {"lr": 1e-3, "momentum": 0.9, "nesterov": True}),
+    )
     ranges = {"lr": NONNEGATIVE, "alpha": UNIT, "eps": NONNEGATIVE,
               "weight_decay": NONNEGATIVE, "momentum": NONNEGATIVE}
 
@@ -40,6 +58,3 @@ class RMSprop(Optimizer):
             raise ValueError("RMSprop: nesterov=True requires momentum > 0 (for example "
                              f"momentum=0.9); got momentum={group['momentum']}")
 
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return (("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ())
-                + (("grad_avg",) if group["centered"] else ()))

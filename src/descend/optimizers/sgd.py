@@ -5,11 +5,12 @@ from typing import Any
 
 from torch import Tensor
 
-from descend import rules
-from descend.optimizer import Optimizer
+from descend.optimizer import Listing, Optimizer
+from descend.rules.sgd import sgd, sgd_textbook
+from descend.state import Buffer
 from descend.validation import NONNEGATIVE, UNIT_CLOSED
 
-MOMENTUM_FORMS = {"torch": rules.sgd, "textbook": rules.sgd_textbook}
+MOMENTUM_FORMS = {"torch": sgd, "textbook": sgd_textbook}
 
 
 class SGD(Optimizer):
@@ -24,6 +25,24 @@ class SGD(Optimizer):
     ranges = {"lr": NONNEGATIVE, "momentum": NONNEGATIVE, "dampening": UNIT_CLOSED,
               "weight_decay": NONNEGATIVE}
     supports_sparse = True
+    listings = (
+        Listing("sgd", "A blind climber steps straight down the local slope.",
+                r"\theta \leftarrow \theta - \eta\, g_t", "Robbins and Monro 1951"),
+        Listing("momentum", "A heavy ball: velocity accumulates along consistent slopes and "
+                "damps zig-zags across a narrow valley.",
+                r"v \leftarrow \mu v + g_t;\quad \theta \leftarrow \theta - \eta\, v",
+                "Polyak 1964", {"momentum": 0.9}),
+        Listing("nesterov", "Momentum that looks ahead: the gradient is taken where the "
+                "velocity is about to carry you, so it brakes before overshooting.",
+                r"v \leftarrow \mu v + g_t;\quad \theta \leftarrow \theta - \eta\,(g_t + \mu v)",
+                "Nesterov 1983; Sutskever et al. 2013", {"momentum": 0.9, "nesterov": True}),
+    )
+    state_schema = (
+        Buffer("momentum_buffer",
+               when=lambda group: group["momentum"] != 0 and group["momentum_form"] == "torch"),
+        Buffer("velocity",
+               when=lambda group: group["momentum"] != 0 and group["momentum_form"] == "textbook"),
+    )
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | Tensor = 1e-3,
@@ -50,7 +69,3 @@ class SGD(Optimizer):
     def rule_for(self, group: dict[str, Any]):
         return MOMENTUM_FORMS[group["momentum_form"]]
 
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        if group["momentum"] == 0:
-            return ()
-        return ("velocity",) if group["momentum_form"] == "textbook" else ("momentum_buffer",)

@@ -1,0 +1,59 @@
+"""The state schema: the per-parameter state an optimizer keeps, declared once per class.
+
+Each optimizer lists its buffers; the base class creates them lazily (at a parameter's first
+step, or when a configuration that needs one is switched on mid-run), and every backend reads the
+same names. The step counter is the buffer every optimizer keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One per-parameter state buffer.
+
+    ``name``: its key in ``optimizer.state[p]`` (torch's name where torch has the algorithm).
+    ``when``: whether the group's configuration keeps it: the name of a boolean hyperparameter,
+    or a predicate on the group (None: always).
+    ``initial``: its value before the first step: a number, or the name of the hyperparameter
+    that holds it.
+    ``per``: "element" (shaped like the parameter) or "tensor" (one value per parameter, a 0-d
+    tensor like the step counter).
+    ``dtype``: its storage dtype; None stores it in the parameter's dtype, as torch does.
+    """
+
+    name: str
+    when: str | Callable[[Mapping[str, Any]], bool] | None = None
+    initial: float | str = 0.0
+    per: str = "element"
+    dtype: torch.dtype | None = None
+
+    def needed(self, group: Mapping[str, Any]) -> bool:
+        if self.when is None:
+            return True
+        return bool(group[self.when]) if isinstance(self.when, str) else self.when(group)
+
+    def create(self, p: Tensor, group: Mapping[str, Any]) -> Tensor:
+        value = group[self.initial] if isinstance(self.initial, str) else self.initial
+        if self.per == "tensor":
+            return torch.tensor(float(value), dtype=self.dtype or torch.float32)
+        dtype = self.dtype or p.dtype
+        if p.is_complex() and dtype.is_complex:  # optimized as (real, imag) pairs: fill both
+            value = complex(value, value)
+        return torch.full_like(p, value, dtype=dtype, memory_format=torch.preserve_format)
+
+
+STEP = Buffer("step", per="tensor", dtype=torch.float32)
+"""The step counter every optimizer keeps: a float32 0-d tensor on the CPU, as in torch."""
+
+
+def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> tuple[str, ...]:
+    """The element buffers this group's configuration keeps, in declaration order."""
+    return tuple(b.name for b in schema if b.needed(group))
