@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         return worker(args)
     params = args.layers * (args.width * args.width + args.width)
-    engine = engines.select("auto")
+    engine = engines.numba_backend()  # what impl="auto" runs CPU float tensors on
     print(f"MLP {args.layers} x Linear({args.width}, {args.width}): {params / 1e6:.1f}M "
           f"float32 parameters; impl='auto' is {getattr(engine, '__name__', type(engine))}; "
           f"median of {args.repeats} steps, 1 thread per process")

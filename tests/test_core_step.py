@@ -1,4 +1,4 @@
-"""step(closure), parameters without gradients, zero-size parameters, zero_grad, sparse gradients."""
+"""step(closure), parameters without gradients, zero-size parameters, zero_grad, sparse grads."""
 
 from __future__ import annotations
 

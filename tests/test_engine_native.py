@@ -3,13 +3,14 @@ checks decide, write the same gradient addresses, and leave every result unchang
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import pytest
 import torch
 from optimizer_info import REPRESENTATIVES, configs
 
-import descend
+from descend import cli
 from descend.engines import native
 
 pytestmark = pytest.mark.skipif(not native.enabled(),
@@ -73,13 +74,13 @@ def test_compiled_checks_decide_as_the_python_checks(config, change):
     CHANGES[change](opt, params)
     group = opt.param_groups[0]
     expected = python_decision(opt, group)
-    plan = opt._dense_plans.get(id(group))
-    compiled = plan is not None and plan.configured_for(
-        group, opt.state, opt.rule_for(group), opt.state_names(group),
-        descend.engines.select(group["impl"])) and plan.compiled_check(native.module.check_group)
+    batch = opt._batches.get(id(group))
+    compiled = batch is not None and batch.configured_for(
+        group, opt.state, opt.rule_for(group), opt.state_names(group)
+    ) and batch.compiled_check(native.module.check_group)
     assert compiled == expected == (change == "nothing"), (compiled, expected)
     if compiled:  # the kernel will read the gradients that are there now
-        column = plan.prepared.table.addresses[:, 1].tolist()
+        column = batch.prepared.table.addresses[:, 1].tolist()
         assert column == [p.grad.data_ptr() for p in params]
 
 
@@ -93,20 +94,36 @@ def test_training_is_bit_for_bit_the_same_with_and_without(config, monkeypatch):
         assert torch.equal(a, b)
 
 
-def test_a_failed_background_build_is_reported_and_not_retried(tmp_path, monkeypatch):
-    """No working compiler (CXX=false): the build's output lands in build-failed.txt, the
-    Python checks go on, and a later process does not start another build."""
+def test_a_failed_build_says_why_and_the_python_checks_go_on(tmp_path, monkeypatch, capsys):
+    """No working compiler (CXX=false): ``descend build-native`` exits 2 with the compiler's
+    complaint and what to do; steps then run on the Python checks, and no step builds."""
     monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "false")
     monkeypatch.setattr(native, "module", None)
-    path = native.library_path()
-    native._build_and_load(path)  # what start()'s thread runs
-    report = native.failure_report(path)
-    assert report.exists() and "failed" in report.read_text()
-    assert native.module is None and not path.exists()
-    monkeypatch.setattr(native, "_started", False)
-    native.start()
-    assert native.BUILD_THREAD not in [t.name for t in threading.enumerate()]
+    assert cli.main(["build-native"]) == 2
+    error = capsys.readouterr().err
+    assert "failed" in error and "C++ compiler" in error
+    assert native.module is None and not native.library_path().exists()
+    monkeypatch.setattr(native, "_tried", False)
+    opt, _ = trained(REPRESENTATIVES[0])
+    assert native.module is None and not native.library_path().exists()
+    assert list(tmp_path.rglob("*.so")) == []
+
+
+def test_build_native_command_builds_into_the_cache_and_steps_load_it(tmp_path, monkeypatch,
+                                                                     capsys):
+    """The explicit build: a fresh cache, one command, then a prepared step loads it."""
+    built_here = native.library_path()  # conftest built it: copied, so no second compile
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "module", None)
+    target = native.library_path()
+    target.parent.mkdir(parents=True)
+    shutil.copy2(built_here, target)
+    assert cli.main(["build-native"]) == 0 and "already built" in capsys.readouterr().out
+    monkeypatch.setattr(native, "module", None)
+    monkeypatch.setattr(native, "_tried", False)
+    trained(REPRESENTATIVES[0])
+    assert native.module is not None
 
 
 def test_a_build_waits_for_the_one_running_and_uses_its_library(tmp_path):

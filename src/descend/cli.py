@@ -16,6 +16,7 @@ COMMANDS = {
     "lr-find": "descend.lab.lrfind",
     "cheatsheet": "descend.lab.cheatsheet",
     "bench": "descend.bench",
+    "build-native": "descend.engines.native",
 }
 
 

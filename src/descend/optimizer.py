@@ -19,10 +19,11 @@ from torch import Tensor
 
 from descend import engines
 from descend import state as state_schema
+from descend.batch import Batch, GroupWork, with_grad
 from descend.distributed import all_finite
 from descend.engines import native, reference
+from descend.engines.ir import TraceError
 from descend.state import Buffer
-from descend.step_plan import GroupPlan, GroupWork, with_grad
 from descend.validation import Interval, as_number, check_group
 
 # torch.optim's implementation switches. descend accepts them so that code written for torch runs
@@ -30,7 +31,6 @@ from descend.validation import Interval, as_number, check_group
 # checks the parameters' devices as torch does; differentiable=True runs the step as torch ops
 # under autograd (``_step_in_torch_ops``).
 IMPLEMENTATION_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
-MAX_PLANS = 32  # step plans remembered (param groups x which of their parameters have grads)
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ class Optimizer(torch.optim.Optimizer):
                         skip_nonfinite=bool(skip_nonfinite), impl=impl)
         self.skipped_steps = 0
         self.skip_group = None  # ranks that skip together (descend.distributed.skip_together)
-        self._plans: dict[tuple[int, bytes], GroupPlan] = {}  # by group and which have grads
-        self._dense_plans: dict[int, GroupPlan] = {}  # by group: plans where all had grads
+        self._batches: dict[int, Batch] = {}  # by id(group): what its last step touched
         super().__init__(params, defaults)
 
     # ---- what a subclass describes -------------------------------------------------------
@@ -122,7 +121,7 @@ class Optimizer(torch.optim.Optimizer):
         # torch's load_state_dict also calls __setstate__ (without these keys): keep them.
         self.skipped_steps = state.pop("skipped_steps", getattr(self, "skipped_steps", 0))
         self.skip_group = getattr(self, "skip_group", None)
-        self._plans, self._dense_plans = {}, {}
+        self._batches = {}
         super().__setstate__(state)
         for p_state in self.state.values():  # a step saved as a number (older torch, by hand)
             step = p_state.get("step")
@@ -164,24 +163,20 @@ class Optimizer(torch.optim.Optimizer):
         }
 
     def _group_work(self, group: dict[str, Any]) -> GroupWork:
-        """This step's parameters with a gradient, and the group's plan if it still holds."""
-        if native.module is not None:  # the compiled checks, where this group has a dense plan
-            plan = self._dense_plans.get(id(group))
-            if (plan is not None
-                    and plan.configured_for(group, self.state, self.rule_for(group),
-                                            self.state_names(group), engines.select(group["impl"]))
-                    and plan.compiled_check(native.module.check_group)):
-                return GroupWork(group, plan.present, plan.params, None, plan, True)
+        """This step's parameters with a gradient, and the group's batch if it still holds."""
+        batch = self._batches.get(id(group))
+        if batch is not None and not batch.configured_for(group, self.state, self.rule_for(group),
+                                                          self.state_names(group)):
+            batch = None
+        if (batch is not None and batch.dense and native.module is not None
+                and batch.compiled_check(native.module.check_group)):
+            return GroupWork(group, batch.present, batch.params, None, batch, True)
         present, params, grads = with_grad(group["params"])
-        plan = self._plans.get((id(group), bytes(present)))
-        if plan is not None and plan.holds(group, self.state, self.rule_for(group),
-                                           self.state_names(group),
-                                           engines.select(group["impl"])):
-            if plan.ready(grads):
-                return GroupWork(group, present, params, grads, plan, True)
-        else:
-            plan = None
-        return GroupWork(group, present, params, self._dense(group, grads), plan, False)
+        grads = self._dense(group, grads)
+        if batch is not None and not batch.holds(group, self.state, present):
+            batch = None
+        return GroupWork(group, present, params, grads, batch,
+                         batch is not None and batch.ready(grads))
 
     def _dense(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
         """The gradients, sparse ones densified where this optimizer supports them (torch's
@@ -200,24 +195,24 @@ class Optimizer(torch.optim.Optimizer):
                                "group of their own)")
         return [g.to_dense() if g.is_sparse else g for g in grads]
 
-    def _make_plan(self, work: GroupWork) -> None:
-        """Remembers what this group's step touched, for the engine to run the next steps as
-        one kernel call (engines without ``prepare`` get none)."""
+    def _remember(self, work: GroupWork, fused: bool) -> None:
+        """After a general step: the group's batch, for the next steps to run as one kernel
+        call, where every tensor ran on the numba backend and it can prepare the run."""
         group, params = work.group, work.params
-        engine = engines.select(group["impl"])
-        if not hasattr(engine, "prepare"):
+        self._batches.pop(id(group), None)
+        if not fused:
             return
         rule, names = self.rule_for(group), self.state_names(group)
-        states = [self.state[p] for p in params]
-        if len(self._plans) >= MAX_PLANS:
-            self._plans.clear()
-            self._dense_plans.clear()
-        plan = self._plans[(id(group), bytes(work.present))] = GroupPlan(
-            group, self.state, work.present, params, rule, names, engine,
-            engine.prepare(rule, params, work.grads, states, names))
-        if plan.dense:
-            self._dense_plans[id(group)] = plan
-            native.start()  # load the compiled checks, or build them in the background
+        prepared = engines.numba_backend().prepare(rule, params, work.gradients(),
+                                                   [self.state[p] for p in params], names)
+        if prepared is None:
+            return
+        if len(self._batches) >= len(self.param_groups):  # groups gone since: forget theirs
+            alive = {id(g) for g in self.param_groups}
+            self._batches = {k: b for k, b in self._batches.items() if k in alive}
+        self._batches[id(group)] = Batch(group, self.state, work.present, params, rule, names,
+                                         prepared)
+        native.load()  # the compiled checks, where they have been built
 
     def _all_finite(self, grads: list[Tensor]) -> bool:
         # Sharded (DTensor) gradients: every rank of the mesh must agree to skip; so must the
@@ -283,11 +278,11 @@ class Optimizer(torch.optim.Optimizer):
         for w in work:
             if not w.params:
                 continue
-            if w.ready and w.plan.launch(self._hyperparameters(w.group, w.plan.rule)):
+            if w.ready and w.batch.launch(self._hyperparameters(w.group, w.batch.rule)):
                 continue  # the usual step: the same tensors as at the last one
-            self._step_group(w.group, w.params, w.gradients())
-            if w.plan is None:
-                self._make_plan(w)
+            fused = self._step_group(w.group, w.params, w.gradients())
+            if w.batch is None:
+                self._remember(w, fused)
         return loss
 
     def _states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict[str, Any]]:
@@ -305,14 +300,31 @@ class Optimizer(torch.optim.Optimizer):
         return states
 
     def _step_group(self, group: dict[str, Any], params: list[Tensor],
-                    grads: list[Tensor]) -> None:
-        rule = self.rule_for(group)
-        names = self.state_names(group)
+                    grads: list[Tensor]) -> bool:
+        """The general path: each tensor on the backend its group's ``impl`` chooses. True where
+        all of them ran on the numba backend (the next steps can then run prepared)."""
+        rule, names = self.rule_for(group), self.state_names(group)
         states = self._states(group, params)
-        engine = engines.select(group["impl"])
-        # step += 1 for all in one call: a per-tensor += costs more than a small tensor's update.
-        engine.advance_steps([state["step"] for state in states])
-        engine.apply(rule, params, grads, states, names, self._hyperparameters(group, rule))
+        impl = group["impl"]
+        parts = engines.partition(impl, params, grads, states, names)  # may refuse: nothing done
+        steps = [state["step"] for state in states]
+        reference.advance_steps(steps)  # one call: a per-tensor += costs more than a small update
+        hyper = self._hyperparameters(group, rule)
+        fused = list(parts) == [engines.numba_backend()]
+        for backend, indices in parts.items():
+            part = ([params[i] for i in indices], [grads[i] for i in indices],
+                    [states[i] for i in indices])
+            try:
+                backend.apply(rule, *part, names, hyper)
+            except TraceError as e:  # raised before the backend wrote anything
+                if impl != "auto":  # a single backend runs them all: undo the step's count
+                    torch._foreach_sub_(steps, 1)
+                    raise ValueError(f"impl={impl!r}: {e}. Use impl='reference' (or 'auto', "
+                                     "which falls back to it) for this rule.") from e
+                engines.log.debug("impl='auto': %s; the reference backend runs it", e)
+                reference.apply(rule, *part, names, hyper)
+                fused = False
+        return fused
 
 
 def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:

@@ -1,21 +1,44 @@
-"""How a rule is applied to many tensors. An engine knows how rules are called, not their math.
+"""Backends: how a traced rule is applied to many tensors. A backend knows how rules are run,
+not their math: every one of them runs the rule in ``descend.rules`` (as written, or its trace,
+``descend.engines.ir``).
 
-``reference``: eager torch ops, one call of the rule per parameter, every device and dtype.
-``fast``: the rule traced once per configuration and compiled with numba into one kernel per
-call that updates many CPU tensors in place (``descend.engines.fast``; needs ``descend[fast]``).
-``auto`` (the default): the fast engine where it applies, the reference engine elsewhere
-(other devices, bfloat16/float16, tensor subclasses, or numba not installed).
+``reference``: eager torch ops, one call of the rule per tensor; any device and dtype.
+``foreach``: the trace as ``torch._foreach_*`` calls over a group's lists; any device.
+``numba``: the trace compiled into one fused CPU kernel per call (needs ``descend[fast]``).
+
+A param group's ``impl`` chooses, tensor by tensor (``backend_for``):
+
+``"auto"`` (the default): numba for CPU float32/float64 (and complex) tensors when numba is
+installed, foreach for tensors on other devices (CUDA, XPU, MPS...), the reference for the rest
+(bfloat16/float16 on the CPU, tensor subclasses). It says what it chose at debug log level
+(logger ``descend.engines``).
+``"fast"``: the fused backend of the tensors' device (numba on the CPU; none yet on GPUs), or a
+ValueError that says why there is none. It never falls back silently.
+``"reference"``, ``"foreach"``, ``"numba"``: that backend, or a ValueError where it cannot run.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import warnings
+import logging
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
 
-from descend.engines import reference
+from torch import Tensor
+
+from descend.engines import foreach, reference
 
 IMPLS = ("auto", "reference", "foreach", "numba", "fast")
+log = logging.getLogger("descend.engines")
+
+
+def check_impl(impl: Any) -> None:
+    """A ValueError unless ``impl`` names a backend choice."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl={impl!r}; choose one of {list(IMPLS)}: 'auto' picks a "
+                         "backend for each tensor's device and dtype")
 
 
 @functools.cache
@@ -24,36 +47,54 @@ def fast_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def check_impl(impl: str) -> None:
-    """A ValueError unless ``impl`` names a backend choice."""
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl={impl!r}; choose one of {list(IMPLS)}")
-
-
 @functools.cache
-def select(impl: str):
-    """The engine for ``impl``: an object with
-    ``apply(rule, params, grads, states, names, hyper)``."""
+def numba_backend() -> ModuleType | str:
+    """The numba backend, or why it cannot be used (not installed, or broken)."""
+    if not fast_available():
+        return "numba is not installed: pip install 'descend[fast]'"
+    try:
+        from descend.engines import numba
+    except ImportError as e:  # numba present but unusable (e.g. built for another numpy)
+        return (f"importing numba failed ({e}); reinstall it with "
+                "pip install -U 'descend[fast]'")
+    return numba
+
+
+def backend_for(impl: str, p: Tensor, g: Tensor, state: Mapping[str, Any],
+                state_names: Sequence[str]) -> ModuleType:
+    """The backend that updates ``p`` under ``impl``, or a ValueError that says why ``impl``
+    cannot, and what to choose instead."""
     if impl == "reference":
         return reference
     if impl == "foreach":
-        from descend.engines import foreach
-
         return foreach
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl={impl!r}; choose one of {list(IMPLS)}")
-    if not fast_available():
-        if impl == "auto":
-            return reference
-        raise ValueError("impl='fast' needs numba, which is not installed: "
-                         "pip install 'descend[fast]' (or use impl='auto' or 'reference')")
-    try:
-        from descend.engines.fast import FastEngine
-    except ImportError as e:  # numba present but unusable (e.g. built for another numpy)
-        if impl == "fast":
-            raise ValueError(f"impl='fast' needs a working numba: importing it failed ({e}); "
-                             "reinstall it with pip install -U 'descend[fast]'") from e
-        warnings.warn(f"descend: the fast engine is unavailable ({e}); using the reference "
-                      "engine", RuntimeWarning, stacklevel=3)
-        return reference
-    return FastEngine(strict=impl == "fast")
+    reason = _why_not_numba(p, g, state, state_names)
+    if reason is None:
+        return numba_backend()
+    if impl == "auto":
+        return foreach if p.device.type != "cpu" else reference
+    raise ValueError(f"impl={impl!r} cannot update this parameter: {reason}. Choose one of "
+                     f"{list(IMPLS)}: 'auto' picks a backend per tensor; 'foreach' and "
+                     "'reference' run on any device and dtype.")
+
+
+def _why_not_numba(p: Tensor, g: Tensor, state: Mapping[str, Any],
+                   state_names: Sequence[str]) -> str | None:
+    if p.device.type != "cpu":
+        return (f"it is on {p.device.type}, and the numba backend runs on the CPU only (no "
+                "fused GPU backend exists yet: 'foreach' is the fast choice there)")
+    backend = numba_backend()
+    return backend if isinstance(backend, str) else backend.covers(p, g, state, state_names)
+
+
+def partition(impl: str, params: Sequence[Tensor], grads: Sequence[Tensor],
+              states: Sequence[Mapping[str, Any]],
+              state_names: Sequence[str]) -> dict[ModuleType, list[int]]:
+    """The group's tensors by the backend that updates them (indices into ``params``)."""
+    parts: dict[ModuleType, list[int]] = {}
+    for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
+        parts.setdefault(backend_for(impl, p, g, state, state_names), []).append(i)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("impl=%r: %s", impl, ", ".join(
+            f"{len(ix)} tensor(s) on {b.__name__.rsplit('.', 1)[-1]}" for b, ix in parts.items()))
+    return parts

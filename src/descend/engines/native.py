@@ -1,29 +1,29 @@
-"""An optional compiled helper: the per-step checks of a prepared param group (plan_check.cpp).
+"""Build the compiled per-step checks (plan_check.cpp), which make small models' steps cheaper.
 
-A small model's step is mostly bookkeeping in Python (see ``descend.step_plan``); this C++
-extension does the same checks in one pass. It is built once per machine and torch version with
-``torch.utils.cpp_extension`` (needs a C++ compiler and ninja; about 30 s on 2 cores) into the
-kernel cache directory, in a background thread so that no step waits for it; later processes load
-the built library in milliseconds. Until it is there, or where it cannot be built, the Python
-checks run: results are the same either way (both only decide whether the same kernel runs).
+A small model's step is mostly bookkeeping in Python (see ``descend.batch``); this C++ extension
+does the same checks in one pass. Build it once per machine, torch and Python version with
+``descend build-native`` (``torch.utils.cpp_extension``: needs a C++ compiler and ninja, which
+``descend[fast]`` installs; about 30 s on 2 cores) into the kernel cache directory; every later
+process loads the built library in milliseconds at its first prepared step. Nothing is built at
+a step: until it is built, or where it cannot be, the Python checks run, with the same results
+(both only decide whether the same kernel runs).
 
-``DESCEND_NATIVE=0`` turns it off (nothing is built or loaded). A background build that fails
-(no compiler, say) leaves its output in ``build-failed.txt`` beside the library's place and is not
-tried again by later processes; delete that file to try again.
+``DESCEND_NATIVE=0`` turns it off (nothing is loaded).
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -33,11 +33,10 @@ from descend.engines.codegen import cache_dir
 
 SOURCE = Path(__file__).with_name("plan_check.cpp")
 NAME = "descend_plan_check"
-BUILD_THREAD = "descend-native-build"
+log = logging.getLogger("descend.engines")
 
 module: ModuleType | None = None  # the loaded helper, once there
-_started = False
-_lock = threading.Lock()
+_tried = False
 
 
 def enabled() -> bool:
@@ -51,22 +50,21 @@ def library_path() -> Path:
     return cache_dir() / "native" / key / f"{NAME}.so"
 
 
-def start() -> None:
-    """Loads the built helper, or starts building it in the background; at most once per process
-    (the first prepared step calls it). Never raises, never waits for a build."""
-    global _started
-    with _lock:
-        if _started or not enabled():
-            return
-        _started = True
+def load() -> None:
+    """Loads the built helper if it is there; at most one try per process (the first prepared
+    step calls it). Never builds, never raises."""
+    global _tried
+    if _tried or not enabled():
+        return
+    _tried = True
     try:
         path = library_path()
         if path.exists():
-            _load_quietly(path)
-        elif not failure_report(path).exists():
-            threading.Thread(target=_build_and_load, args=(path,), name=BUILD_THREAD,
-                             daemon=True).start()
-    except OSError:  # the source missing from an install, an unreadable cache...
+            load_library(path)
+        else:
+            log.debug("compiled per-step checks not built (descend build-native): the Python "
+                      "checks run")
+    except (ImportError, OSError):  # an incompatible build, an unreadable cache...
         pass
 
 
@@ -80,7 +78,6 @@ def compile_library(path: Path | None = None) -> Path:
                             env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0 or not path.exists():
         raise RuntimeError(f"building {SOURCE.name} failed:\n{result.stdout}{result.stderr}")
-    failure_report(path).unlink(missing_ok=True)
     return path
 
 
@@ -104,30 +101,6 @@ def _build(path: Path) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def failure_report(path: Path) -> Path:
-    return path.with_name("build-failed.txt")
-
-
-def _build_and_load(path: Path) -> None:
-    try:
-        compile_library(path)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        try:  # no compiler, no ninja...: the Python checks go on running
-            path.parent.mkdir(parents=True, exist_ok=True)
-            failure_report(path).write_text(f"{e}\n")
-        except OSError:
-            pass
-        return
-    _load_quietly(path)
-
-
-def _load_quietly(path: Path) -> None:
-    try:
-        load_library(path)
-    except (ImportError, OSError):  # a library from an incompatible build: ignore it
-        pass
-
-
 def load_library(path: Path) -> ModuleType:
     """Loads a built helper and makes it the one steps use."""
     global module
@@ -137,6 +110,28 @@ def load_library(path: Path) -> ModuleType:
     loader.exec_module(loaded)
     module = loaded
     return loaded
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="build again even if built")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``descend build-native``: builds the helper (or says where the built one is)."""
+    path = library_path()
+    if path.exists() and not args.force:
+        print(f"compiled per-step checks already built: {path}")
+        return 0
+    if args.force:
+        path.unlink(missing_ok=True)
+    try:
+        compile_library(path)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        raise ValueError(f"{e}\nthe Python checks keep running (same results, slower on small "
+                         "models); install a C++ compiler and ninja, then run this again") from e
+    load_library(path)
+    print(f"compiled per-step checks built: {path}")
+    return 0
 
 
 if __name__ == "__main__":

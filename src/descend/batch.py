@@ -1,14 +1,17 @@
-"""A param group's step, prepared once and checked at each step with a few C-level passes.
+"""One param group's step, remembered: the one cache of the step path.
 
 On a small model (hundreds of tensors of a few thousand elements) the per-tensor Python work of a
 step (which parameters have a gradient, their state, step counters, addresses) costs about as much
 as the update itself. Between two steps of a training loop almost nothing changes: the same
-parameters have gradients, with the same state dicts and buffers. A ``GroupPlan`` remembers them
-(strong references: the optimizer holds them anyway) and, at each step, checks by identity that
-they are still the ones to update; the engine's prepared batch then checks addresses and
-gradients and runs one kernel call. Anything else (a new buffer, a state replaced by hand or by
-``load_state_dict``, ``momentum`` turned on, a parameter frozen) fails a check, and the step takes
-the general path, after which the plan is rebuilt.
+parameters have gradients, with the same state dicts and buffers. After a step that ran on the
+numba backend, a ``Batch`` remembers them (strong references: the optimizer holds them anyway)
+together with the backend's prepared kernel run (``numba.Prepared``: the address table, the
+selected trace and the step count it left), one per param group. At the next step one check
+decides whether the same run applies: the same configuration, then by identity the same
+parameters, state dicts and buffers, then the parameters' addresses and the gradients' layout
+(in Python, or in one pass of the compiled check, ``descend.engines.native``). Anything else (a
+new buffer, a state replaced by hand or by ``load_state_dict``, ``momentum`` turned on, a
+parameter frozen) fails the check, the step takes the general path, and the batch is rebuilt.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from torch import Tensor
 grad_of = attrgetter("grad")
 
 
-class GroupPlan:
-    """What one step of a group touched: parameters with a gradient, state dicts, buffers."""
+class Batch:
+    """What one step of a group touched: parameters with a gradient, state dicts, buffers, and
+    the backend's prepared run of them."""
 
     def __init__(self, group: dict[str, Any], state: dict, present: list[bool],
                  params: Sequence[Tensor], rule: Callable, names: tuple[str, ...],
-                 engine: Any, prepared: Any) -> None:
+                 prepared: Any) -> None:
         self.group, self.state, self.present = group, state, present
         self.all_params = list(group["params"])
         self.params = list(params)
@@ -36,26 +40,24 @@ class GroupPlan:
         # The whole state by identity (keys and values, in order): a C-level pass that needs no
         # tensor hashing, unlike ``state[p]`` per parameter (torch's Tensor.__hash__ is Python).
         self.state_keys, self.state_values = list(state), list(state.values())
-        self.rule, self.names, self.engine, self.prepared = rule, names, engine, prepared
+        self.rule, self.names, self.impl, self.prepared = rule, names, group["impl"], prepared
         self.columns = ("step", *names)
         self.getters = [itemgetter(n) for n in self.columns]
         self.buffer_columns = [list(map(get, self.states)) for get in self.getters]
-        # Every parameter had a gradient and the engine prepared one kernel call: the checks
-        # can run compiled (descend.engines.native) while the same holds.
-        self.dense = prepared is not None and all(present)
+        # Every parameter had a gradient: the checks can run compiled (descend.engines.native).
+        self.dense = all(present)
 
     def configured_for(self, group: dict[str, Any], state: dict, rule: Callable,
-                       names: tuple[str, ...], engine: Any) -> bool:
-        """The same group and optimizer state, with the configuration the plan was made for."""
+                       names: tuple[str, ...]) -> bool:
+        """The same group and optimizer state, with the configuration the batch was made for."""
         return (group is self.group and state is self.state and rule is self.rule
-                and names == self.names and engine is self.engine)
+                and names == self.names and group["impl"] == self.impl)
 
-    def holds(self, group: dict[str, Any], state: dict, rule: Callable,
-              names: tuple[str, ...], engine: Any) -> bool:
-        """Whether this step updates the same tensors as the step the plan was made at (the
-        optimizer finds the plan by which parameters have a gradient: those are the same)."""
+    def holds(self, group: dict[str, Any], state: dict, present: list[bool]) -> bool:
+        """Whether this step (whose parameters with a gradient are ``present``) updates the
+        same tensors as the step the batch was made at; after ``configured_for``."""
         all_params = group["params"]
-        if (not self.configured_for(group, state, rule, names, engine)
+        if (present != self.present
                 or len(all_params) != len(self.all_params)
                 or not all(map(is_, all_params, self.all_params))
                 or len(state) != len(self.state_keys)
@@ -69,7 +71,7 @@ class GroupPlan:
             return False
 
     def compiled_check(self, check_group: Callable[..., bool]) -> bool:
-        """``holds`` and ``ready`` of a dense plan in one call of the compiled ``check_group``,
+        """``holds`` and ``ready`` of a dense batch in one call of the compiled ``check_group``,
         which also writes the gradients' addresses into the kernel's table."""
         table = self.prepared.table
         ok = check_group(self.group["params"], self.all_params, self.state, self.state_keys,
@@ -80,8 +82,8 @@ class GroupPlan:
         return ok
 
     def ready(self, grads: list[Tensor]) -> bool:
-        """Whether the engine's prepared batch can run this step (see ``launch``)."""
-        return self.prepared is not None and self.prepared.check(self.params, grads)
+        """Whether the prepared run can take this step (see ``launch``)."""
+        return self.prepared.check(self.params, grads)
 
     def launch(self, hyper: dict[str, Any]) -> bool:
         """The step as one kernel call, after ``ready``; False (nothing done) where it needs
@@ -99,15 +101,15 @@ def with_grad(all_params: list[Tensor]) -> tuple[list[bool], list[Tensor], list[
 
 
 class GroupWork(NamedTuple):
-    """One group's part of a step: its parameters with a gradient, and its plan if it holds
-    (``ready``: the plan's prepared batch can run this step). ``grads`` is None where the
+    """One group's part of a step: its parameters with a gradient, and its batch if it holds
+    (``ready``: the batch's prepared run can take this step). ``grads`` is None where the
     compiled check ran instead of reading them: ``gradients()`` reads them then."""
 
     group: dict[str, Any]
     present: list[bool]
     params: list[Tensor]
     grads: list[Tensor] | None
-    plan: GroupPlan | None
+    batch: Batch | None
     ready: bool
 
     def gradients(self) -> list[Tensor]:

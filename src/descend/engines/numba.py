@@ -1,13 +1,16 @@
-"""The fast engine: the same rule, traced once per configuration and compiled into one numba
-kernel that updates many tensors per call, in place, at the memory-bandwidth limit.
+"""The numba backend: the traced rule compiled into one fused CPU kernel that updates many
+tensors per call, in place, at the memory-bandwidth limit (``descend.engines.codegen`` prints the
+kernel from the IR).
 
 What it covers: CPU tensors of float32 or float64 (complex64/128 as pairs of reals), plain
 ``torch.Tensor`` / ``nn.Parameter``, and DTensors (FSDP2) whose gradient and state are sharded
 like the parameter (the kernel then updates this rank's local shards), any strides (dense
-layouts are run in place; a strided view is staged through one contiguous copy). Everything else
-(bfloat16/float16, CUDA and other devices, other tensor subclasses, rules that leave the
-elementwise vocabulary) runs on the reference engine under ``impl="auto"``; ``impl="fast"``
-raises instead, saying why.
+layouts are run in place; a strided view is staged through one contiguous copy).
+``unsupported_reason`` says why it cannot take a tensor; ``descend.engines`` routes such tensors
+elsewhere under ``impl="auto"`` and raises under ``impl="numba"`` or ``"fast"``.
+
+``apply`` runs any batch (the general path). ``prepare`` builds a ``Prepared`` run for a param
+group whose next steps touch the same tensors (``descend.batch`` decides when that holds).
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ import torch
 from torch import Tensor
 
 from descend.distributed import is_sharded, local_shards
-from descend.engines import codegen, kernel_support, reference
-from descend.engines.address_table import AddressTable, StepCounters, batch_key
-from descend.engines.ir import Trace, TraceError, configuration, flatten_scalars, trace_for
+from descend.engines import codegen, kernel_support
+from descend.engines.address_table import AddressTable
+from descend.engines.ir import (
+    Trace,
+    TraceError,
+    configuration,
+    flatten_scalars,
+    trace_for,
+    traces_by_step,
+)
 from descend.engines.work_split import WorkSplit
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
@@ -41,10 +51,6 @@ PARALLEL_MIN_ELEMENTS = 65536
 _kernels: dict[tuple[int, str], Any] = {}
 
 
-class FastEngineError(ValueError):
-    """impl="fast" was asked for something only the reference engine runs."""
-
-
 def unsupported_reason(p: Tensor) -> str | None:
     """Why the fast engine cannot update ``p`` (None when it can)."""
     if is_sharded(p):
@@ -53,11 +59,23 @@ def unsupported_reason(p: Tensor) -> str | None:
     if type(p) not in PLAIN_TYPES:
         return f"{type(p).__name__} parameters (tensor subclasses) are not supported"
     if not p.is_cpu:
-        return (f"parameters on {p.device.type} are not supported (the fast engine is CPU-only; "
-                "other devices use the reference engine)")
+        return (f"parameters on {p.device.type} are not supported (the numba backend is "
+                "CPU-only)")
     if p.dtype not in DTYPES:
-        return f"{p.dtype} is not supported (float32, float64, complex64, complex128 are)"
+        return (f"the numba backend does not support {p.dtype} (float32, float64, complex64 "
+                "and complex128 it does)")
     return None
+
+
+def covers(p: Tensor, g: Tensor, state: Mapping[str, Any],
+           state_names: Sequence[str]) -> str | None:
+    """Why this backend cannot update ``p`` with this gradient and state (None when it can)."""
+    if is_sharded(p):
+        local = local_shards(p, g, state, state_names)
+        if local is None:
+            return unsupported_reason(p)
+        p = local[0]
+    return unsupported_reason(p)
 
 
 def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
@@ -157,7 +175,7 @@ def _address_table(params: Sequence[Tensor], grads: Sequence[Tensor],
             return None
         rows.append(row)
         sizes.append(ops[0].numel())
-    return AddressTable(params, states, names, rows, sizes, step_addresses,
+    return AddressTable(params, rows, sizes, step_addresses,
                         DTYPES[params[0].dtype])
 
 
@@ -187,149 +205,71 @@ def _uniform_step(table: AddressTable) -> float | None:
     return None if steps.min() != first or steps.max() != first else float(first)
 
 
-class FastEngine:
-    """Applies a rule with compiled kernels; ``strict`` raises where the reference would run."""
+def apply(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
+          states: Sequence[dict[str, Any]], state_names: Sequence[str],
+          hyper: Mapping[str, Any]) -> None:
+    """(p, state) <- rule(p, grad, state, hyper) for tensors this backend covers (step counters
+    already advanced); raises TraceError, before writing anything, where the rule cannot be
+    traced."""
+    batches: dict[str, list[tuple[Tensor, Tensor, dict[str, Any]]]] = {}
+    for p, g, state in zip(params, grads, states, strict=True):
+        if is_sharded(p):
+            p, g, state = local_shards(p, g, state, state_names)
+        if p.numel():
+            batches.setdefault(DTYPES[p.dtype], []).append((p, g, state))
+    runs = []  # every trace first: a TraceError leaves everything unwritten
+    for dtype, batch in batches.items():
+        steps = _step_values([state["step"] for _, _, state in batch])
+        for trace, members in traces_by_step(rule, state_names, hyper, steps.tolist()):
+            runs.append((trace, dtype, [batch[i] for i in members], steps[members]))
+    for trace, dtype, batch, steps in runs:
+        _run_trace(rule, trace, dtype, batch, state_names, hyper, steps)
 
-    MAX_TABLES = 32  # batches remembered (param groups, frozen/unfrozen subsets...)
 
-    def __init__(self, strict: bool) -> None:
-        self.strict = strict
-        self._tables: dict[tuple, AddressTable] = {}
-        self._counters: dict[tuple, StepCounters] = {}  # by the counters' ids
+def _run_trace(rule: Callable, trace: Trace, dtype: str,
+               batch: list[tuple[Tensor, Tensor, dict[str, Any]]], state_names: Sequence[str],
+               hyper: Mapping[str, Any], steps: np.ndarray) -> None:
+    kernel = _kernel(trace, dtype, rule)
+    rows, sizes, direct, strided = [], [], [], []
+    for k, (p, g, state) in enumerate(batch):
+        ops = _operands(p, g, state, state_names)
+        row = _address_row(ops)
+        if row is None:
+            strided.append((k, ops))
+        else:
+            rows.append(row)
+            sizes.append(ops[0].numel())
+            direct.append(k)
+    if rows:
+        _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
+    for k, ops in strided:  # one at a time: at most one copy per operand is alive
+        for name, t in zip(("gradient", *state_names), ops[1:], strict=True):
+            if t.shape != ops[0].shape or t.dtype != ops[0].dtype:
+                raise ValueError(f"a {tuple(ops[0].shape)} {ops[0].dtype} parameter has a {name} "
+                                 f"of shape {tuple(t.shape)} and dtype {t.dtype}: they must match "
+                                 "(was the state set by hand?)")
+        _run_strided(trace, kernel, ops, steps[[k]], hyper)
 
-    def _table(self, params: Sequence[Tensor], grads: Sequence[Tensor],
-               states: Sequence[dict[str, Any]], names: Sequence[str]) -> AddressTable | None:
-        """The batch's address table with this step's gradients, or None (per-tensor path)."""
-        key = batch_key(params, names)
-        table = self._tables.get(key)
-        if table is None or not table.matches(params, states):
-            table = _address_table(params, grads, states, names)
-            if table is None:
-                return None
-            if len(self._tables) >= self.MAX_TABLES:
-                self._tables.clear()
-            self._tables[key] = table
-        return table if table.refresh_grads(grads) else None
 
-    def advance_steps(self, steps: Sequence[Tensor]) -> None:
-        """Each parameter's step counter + 1, before ``apply``."""
-        key = tuple(map(id, steps))
-        counters = self._counters.get(key)
-        if counters is None or not counters.watch.fresh:
-            addresses = _step_addresses(steps)
-            if addresses is None:
-                reference.advance_steps(steps)
-                return
-            if len(self._counters) >= self.MAX_TABLES:
-                self._counters.clear()
-            counters = self._counters[key] = StepCounters(steps, addresses)
-        counters.advance()
-
-    def apply(self, rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
-              states: Sequence[dict[str, Any]], state_names: Sequence[str],
-              hyper: Mapping[str, Any]) -> None:
-        batches: dict[str, list[tuple[Tensor, Tensor, dict[str, Any]]]] = {}
-        others: list[int] = []
-        for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
-            if is_sharded(p):
-                p, g, state = local_shards(p, g, state, state_names) or (p, g, state)
-            reason = unsupported_reason(p)
-            if reason is not None:
-                if self.strict:
-                    raise FastEngineError(f"impl='fast': {reason}. Use impl='auto' (fast where "
-                                          "possible, reference elsewhere) or impl='reference'.")
-                others.append(i)
-            elif p.numel():
-                batches.setdefault(DTYPES[p.dtype], []).append((p, g, state))
-        try:
-            for dtype, batch in batches.items():
-                self._apply_batch(rule, dtype, *map(list, zip(*batch, strict=True)),
-                                  state_names, hyper)
-        except TraceError as e:
-            if self.strict:
-                raise FastEngineError(f"impl='fast': {e}. Use impl='reference'.") from e
-            others = list(range(len(params)))  # nothing was written: the trace comes first
-        if others:
-            reference.apply(rule, [params[i] for i in others], [grads[i] for i in others],
-                            [states[i] for i in others], state_names, hyper)
-
-    def prepare(self, rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
-                states: Sequence[dict[str, Any]], state_names: Sequence[str]) -> Prepared | None:
-        """The batch's address table, for ``Prepared.run`` at the next steps; None where the
-        batch needs ``apply`` (a parameter the fast engine does not cover, zero-size, strided,
-        mixed dtypes, DTensor shards)."""
-        if not params or any(unsupported_reason(p) or not p.numel() for p in params):
-            return None
-        if len({p.dtype for p in params}) != 1:
-            return None
-        table = _address_table(params, grads, states, state_names)
-        return None if table is None else Prepared(rule, tuple(state_names), table)
-
-    @staticmethod
-    def _run_table(rule: Callable, table: AddressTable, state_names: Sequence[str],
-                   hyper: Mapping[str, Any]) -> bool:
-        """One kernel call for the whole table; False (nothing done) unless every parameter has
-        taken as many steps."""
-        step = _uniform_step(table)
-        if step is None:
-            return False
-        trace = trace_for(rule, state_names, hyper, step)
-        _launch(_kernel(trace, table.dtype, rule), table.addresses, table.work, table.steps,
-                _hyper_values(trace, flatten_scalars(hyper, 0.0)))
-        return True
-
-    def _apply_batch(self, rule: Callable, dtype: str, params: Sequence[Tensor],
-                     grads: Sequence[Tensor], states: Sequence[dict[str, Any]],
-                     state_names: Sequence[str], hyper: Mapping[str, Any]) -> None:
-        table = self._table(params, grads, states, state_names)
-        if table is not None and self._run_table(rule, table, state_names, hyper):
-            return
-        steps = _step_values([s["step"] for s in states])
-        distinct = np.unique(steps)
-        if len(distinct) == 1:  # the usual case: every parameter has taken as many steps
-            trace = trace_for(rule, state_names, hyper, float(distinct[0]))
-            self._run_trace(rule, trace, dtype, params, grads, states, state_names, hyper,
-                            steps)
-            return
-        traces = {float(s): trace_for(rule, state_names, hyper, float(s)) for s in distinct}
-        by_trace: dict[int, list[int]] = {}
-        for i, s in enumerate(steps.tolist()):
-            by_trace.setdefault(id(traces[s]), []).append(i)
-        for trace in {id(t): t for t in traces.values()}.values():
-            indices = by_trace[id(trace)]
-            self._run_trace(rule, trace, dtype, [params[i] for i in indices],
-                            [grads[i] for i in indices], [states[i] for i in indices],
-                            state_names, hyper, steps[indices])
-
-    def _run_trace(self, rule: Callable, trace: Trace, dtype: str, params: Sequence[Tensor],
-                   grads: Sequence[Tensor], states: Sequence[dict[str, Any]],
-                   state_names: Sequence[str], hyper: Mapping[str, Any],
-                   steps: np.ndarray) -> None:
-        kernel = _kernel(trace, dtype, rule)
-        rows, sizes, direct, strided = [], [], [], []
-        for k, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
-            ops = _operands(p, g, state, state_names)
-            row = _address_row(ops)
-            if row is None:
-                strided.append((k, ops))
-            else:
-                rows.append(row)
-                sizes.append(ops[0].numel())
-                direct.append(k)
-        if rows:
-            _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
-        for k, ops in strided:  # one at a time: at most one copy per operand is alive
-            if all(t.shape == ops[0].shape and t.dtype == ops[0].dtype for t in ops):
-                _run_strided(trace, kernel, ops, steps[[k]], hyper)
-            else:  # mismatched state (set by hand?): the reference engine says what is wrong
-                reference.apply(rule, [params[k]], [grads[k]], [states[k]], state_names, hyper)
+def prepare(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
+            states: Sequence[dict[str, Any]], state_names: Sequence[str]) -> Prepared | None:
+    """The batch's address table, for ``Prepared.launch`` at the next steps; None where the
+    batch needs ``apply`` (mixed dtypes, strided tensors, DTensor shards, step counters that are
+    not float32 CPU scalars)."""
+    if not params or any(unsupported_reason(p) for p in params):
+        return None
+    if len({p.dtype for p in params}) != 1:
+        return None
+    table = _address_table(params, grads, states, state_names)
+    return None if table is None else Prepared(rule, tuple(state_names), table)
 
 
 class Prepared:
     """A batch of parameters (one dtype) whose address table is built, for a caller that checks
-    the parameters', state dicts' and buffers' identities itself (``descend.step_plan``)."""
+    the parameters', state dicts' and buffers' identities itself (``descend.batch``)."""
 
-    def __init__(self, rule: Callable, state_names: tuple[str, ...], table: AddressTable) -> None:
+    def __init__(self, rule: Callable, state_names: tuple[str, ...],
+                 table: AddressTable) -> None:
         self.rule, self.state_names, self.table = rule, state_names, table
         self._hyper: dict[str, Any] | None = None  # the last step's, and what it selected:
         self._configuration: tuple | None = None
