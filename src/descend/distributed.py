@@ -14,7 +14,7 @@ agree, and live here:
 under ZeroRedundancyOptimizer, whose ranks each see only their partition).
 
 ``finish`` ends a process of a finished distributed run without the interpreter shutdown that can
-abort it under FSDP2 (see its docstring).
+abort it under FSDP2: an opt-in workaround that skips atexit handlers (see its docstring).
 
 torch.distributed is imported only when one of these meets a DTensor or is called.
 """
@@ -164,19 +164,26 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module,
 
 
 def finish() -> NoReturn:
-    """Ends a finished distributed run in this process: waits for every rank, destroys the process
-    group, flushes output and exits with status 0.
+    """Ends this process of a finished distributed run: waits for every rank, destroys the
+    process group, flushes logging and the standard streams, and exits with status 0.
 
-    Why not just return: torch 2.13 keeps FSDP2's device mesh in its DTensor caches, and with it
-    the gloo process group, whose threads outlive ``destroy_process_group``. Joining them during
-    interpreter shutdown sometimes aborts a run that has done all its work ("terminate called
-    without an active exception", SIGABRT). Leaving with ``os._exit`` skips that shutdown; call
-    this last, after every file is written and closed.
+    A workaround, opt-in and meant for the last line of a training script: torch 2.13 keeps
+    FSDP2's device mesh in its DTensor caches, and with it the gloo process group, whose threads
+    outlive ``destroy_process_group``. Joining them during interpreter shutdown sometimes aborts
+    a run that has done all its work ("terminate called without an active exception", SIGABRT).
+    ``os._exit`` skips that shutdown, and with it everything else the interpreter does at exit:
+    ``atexit`` handlers (of your code and of libraries: experiment trackers, profilers) do not
+    run, and files left open are not flushed. Close your files and finish your trackers first;
+    logging's handlers are flushed here. descend never calls it itself; without FSDP2 a plain
+    ``destroy_process_group()`` and a normal exit are enough.
     """
+    import logging
+
     import torch.distributed as dist
 
     dist.barrier()  # no rank tears down its connections while another still uses them
     dist.destroy_process_group()
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

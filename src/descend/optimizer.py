@@ -99,7 +99,7 @@ class Optimizer(torch.optim.Optimizer):
         """Raises ValueError on an invalid group; subclasses add cross-parameter checks."""
         values = group
         if group["differentiable"]:  # a tensor hyperparameter may require grad: check its value
-            values = {k: v.detach() if isinstance(v, Tensor) else v for k, v in group.items()}
+            values = {k: _detached(v) for k, v in group.items()}
         check_group(values, self.ranges, type(self).__name__)
         engines.check_impl(group["impl"])  # a group may name its own engine
 
@@ -129,14 +129,18 @@ class Optimizer(torch.optim.Optimizer):
                 p_state["step"] = torch.tensor(float(step), dtype=torch.float32)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's load, which replaces each group by the saved one; keys the saved group lacks
-        (descend's own, such as ``impl`` or ``momentum_form``, in a torch.optim checkpoint)
-        keep the value this optimizer was built with."""
+        """torch's load, which replaces each group by the saved one. A key the saved group lacks
+        (a checkpoint of torch.optim or of an older version) takes its constructor default, as
+        torch does (``momentum_form`` is then torch's form, as in a torch checkpoint); the
+        engine choices ``impl`` and ``skip_nonfinite`` keep the values this optimizer was
+        built with."""
         built_with = [dict(group) for group in self.param_groups]
         super().load_state_dict(state_dict)
+        defaults = _constructor_defaults(type(self))
         for group, before in zip(self.param_groups, built_with, strict=True):
             for key, value in before.items():
-                group.setdefault(key, value)
+                keep = key in ("impl", "skip_nonfinite") or key not in defaults
+                group.setdefault(key, value if keep else defaults[key])
 
     def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
                         names: tuple[str, ...]) -> None:
@@ -146,7 +150,7 @@ class Optimizer(torch.optim.Optimizer):
         or by OneCycleLR), or a torch.optim.SGD checkpoint, which keeps no step counter (its
         momentum buffer means at least one step was taken, so the count resumes from 1)."""
         if "step" not in state:
-            state["step"] = torch.tensor(1.0 if state else 0.0, dtype=torch.float32)
+            state["step"] = torch.tensor(1.0 if state else 0.0, dtype=state_schema.scalar_dtype())
         for buffer in self.state_schema:
             if buffer.name in names and buffer.name not in state:
                 state[buffer.name] = buffer.create(p, group)
@@ -184,6 +188,9 @@ class Optimizer(torch.optim.Optimizer):
         if not any(g.is_sparse for g in grads):
             return grads
         name = type(self).__name__
+        if group["fused"]:
+            raise RuntimeError(f"{name}: fused=True does not support sparse gradients (as in "
+                               "torch); leave fused unset")
         if not self.supports_sparse:
             raise RuntimeError(
                 f"{name} does not support sparse gradients; use descend.SGD or "
@@ -337,6 +344,14 @@ def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, An
     add(optimizer, group)
 
 
+def _detached(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(map(_detached, value))
+    return value
+
+
 def _check_fused(p: Tensor) -> None:
     """torch's check for fused=True: floating-point parameters on a device with fused kernels."""
     from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
@@ -345,6 +360,12 @@ def _check_fused(p: Tensor) -> None:
     if not (p.device.type in devices and torch.is_floating_point(p)):
         raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
                            f"supported devices: {devices} but {p.dtype} and {p.device.type}")
+
+
+@functools.cache
+def _constructor_defaults(cls: type) -> dict[str, Any]:
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty}
 
 
 @functools.cache

@@ -43,15 +43,17 @@ class Buffer:
     def create(self, p: Tensor, group: Mapping[str, Any]) -> Tensor:
         value = group[self.initial] if isinstance(self.initial, str) else self.initial
         if self.per == "tensor":
-            return torch.tensor(float(value), dtype=self.dtype or torch.float32)
+            return torch.tensor(float(value), dtype=self.dtype or scalar_dtype())
         dtype = self.dtype or p.dtype
         if p.is_complex() and dtype.is_complex:  # optimized as (real, imag) pairs: fill both
             value = complex(value, value)
         return torch.full_like(p, value, dtype=dtype, memory_format=torch.preserve_format)
 
 
-STEP = Buffer("step", per="tensor", dtype=torch.float32)
-"""The step counter every optimizer keeps: a float32 0-d tensor on the CPU, as in torch."""
+def scalar_dtype() -> torch.dtype:
+    """The dtype of per-tensor scalars such as the step counter, as torch chooses it: float64
+    when that is the default dtype, float32 otherwise."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> tuple[str, ...]:

@@ -32,14 +32,22 @@ def apply(
 
     The step count goes in as a number, or as the counter tensor itself with ``step_as_tensor``
     (under torch.compile: reading it would break the graph)."""
+    # Under autograd (differentiable=True) the rule reads copies: the results are written back
+    # into the tensors it reads, which autograd may have saved for the backward pass.
+    copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
     for p, g, state in zip(params, grads, states, strict=True):
         param, grad = real_view(p), real_view(g)
         buffers = {name: real_view(state[name]) for name in state_names}
         step = state["step"] if step_as_tensor else state["step"].item()
-        new_param, new_buffers = rule(param, grad, step=step, **buffers, **hyper)
+        new_param, new_buffers = rule(copy(param), grad, step=step,
+                                      **{n: copy(b) for n, b in buffers.items()}, **hyper)
         param.copy_(new_param)
         for name, buffer in buffers.items():
             buffer.copy_(new_buffers[name])
+
+
+def _same(t: Tensor) -> Tensor:
+    return t
 
 
 def advance_steps(steps: Sequence[Tensor]) -> None:

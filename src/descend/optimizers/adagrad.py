@@ -37,4 +37,14 @@ class Adagrad(Optimizer):
                         maximize=maximize)
         super().__init__(params, defaults, foreach=foreach, differentiable=differentiable,
                          fused=fused, skip_nonfinite=skip_nonfinite, impl=impl)
+        for group in self.param_groups:  # as torch does: the state exists from construction
+            for p in group["params"]:
+                self._complete_state(p, self.state[p], group, self.state_names(group))
+
+    def share_memory(self) -> None:
+        """Puts the sums in shared memory (torch's Adagrad.share_memory, for Hogwild!-style
+        training in several processes); steps update them in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["sum"].share_memory_()
 

@@ -43,6 +43,9 @@ class Adam(Optimizer):
         if len(group["betas"]) != 2:
             raise ValueError(f"{type(self).__name__}: betas must be a pair (beta1, beta2), "
                              f"got {group['betas']!r}")
+        if len({isinstance(beta, Tensor) for beta in group["betas"]}) != 1:  # torch's rule
+            raise ValueError(f"{type(self).__name__}: betas must be either both floats or both "
+                             f"tensors, got {group['betas']!r}")
         super().check_hyperparameters(group)
 
     def rule_for(self, group: dict[str, Any]):
