@@ -221,6 +221,7 @@ class Optimizer(torch.optim.Optimizer):
                                          prepared)
         native.load()  # the compiled checks, where they have been built
 
+    @torch.compiler.disable  # a decision on the host: under torch.compile, one clean graph break
     def _all_finite(self, grads: list[Tensor]) -> bool:
         # Sharded (DTensor) gradients: every rank of the mesh must agree to skip; so must the
         # ranks of skip_group.
@@ -228,15 +229,18 @@ class Optimizer(torch.optim.Optimizer):
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        if self.defaults["differentiable"] or torch.compiler.is_compiling():
-            return self._step_in_torch_ops(closure)
+        compiling = torch.compiler.is_compiling()
+        if self.defaults["differentiable"] or compiling:
+            return self._step_in_torch_ops(closure, step_as_tensor=compiling)
         return self._step(closure)
 
-    def _step_in_torch_ops(self, closure: Callable[[], Any] | None) -> Any:
+    def _step_in_torch_ops(self, closure: Callable[[], Any] | None, step_as_tensor: bool) -> Any:
         """The step as eager torch ops, one rule call per parameter, with step counts and tensor
         hyperparameters kept as tensors: what torch.compile traces into a graph for inductor to
         fuse (torch's own compiled-optimizer path), and what autograd differentiates through
-        under ``differentiable=True``. No backend cache is read or written."""
+        under ``differentiable=True``. No backend cache is read or written. (``step_as_tensor``
+        is decided once, by ``step``: a frame torch.compile leaves to eager mode after a graph
+        break must not read the counters as numbers, which would specialize on each value.)"""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -248,7 +252,6 @@ class Optimizer(torch.optim.Optimizer):
         if self.defaults["skip_nonfinite"] and not self._all_finite(
                 [g for _, _, grads in groups for g in grads]):
             return self._skip(loss)
-        compiling = torch.compiler.is_compiling()
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for group, params, grads in groups:
                 if not params:
@@ -260,7 +263,7 @@ class Optimizer(torch.optim.Optimizer):
                 rule = self.rule_for(group)
                 reference.apply(rule, params, grads, states, self.state_names(group),
                                 self._hyperparameters(group, rule, tensors=True),
-                                step_as_tensor=compiling)
+                                step_as_tensor=step_as_tensor)
         return loss
 
     def _skip(self, loss: Any) -> Any:
@@ -368,7 +371,13 @@ def _constructor_defaults(cls: type) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.default is not p.empty}
 
 
-@functools.cache
+_keywords: dict[Callable[..., Any], tuple[str, ...]] = {}
+
+
 def _keyword_arguments(rule: Callable[..., Any]) -> tuple[str, ...]:
-    params = inspect.signature(rule).parameters.values()
-    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    # A plain dict, not functools.cache: torch.compile traces a dict lookup without a warning.
+    names = _keywords.get(rule)
+    if names is None:
+        params = inspect.signature(rule).parameters.values()
+        names = _keywords[rule] = tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    return names
