@@ -105,3 +105,48 @@ def test_one_batch_per_group_and_only_for_fused_groups():
     fused[1].grad = None  # another set of parameters with a gradient: the batch is rebuilt
     opt.step()
     assert opt._batches[id(opt.param_groups[0])].params == [fused[0], fused[2]]
+
+
+def test_a_refusal_in_one_group_leaves_every_group_unchanged():
+    """Backends are chosen for every group before any group is updated."""
+    first = with_grad(torch.randn(4, requires_grad=True))
+    on_meta = with_grad(torch.zeros(4, device="meta", requires_grad=True))
+    opt = descend.SGD([{"params": [first]}, {"params": [on_meta], "impl": "numba"}], lr=0.1)
+    before = first.detach().clone()
+    with pytest.raises(ValueError, match="impl='numba'.*meta"):
+        opt.step()
+    assert torch.equal(first, before)
+
+
+def heavy_ball(p, g, *, velocity, step, lr, momentum):
+    """A rule written outside descend: v <- mu*v + g; theta <- theta - lr*v."""
+    v = momentum * velocity + g
+    return p - lr * v, {"velocity": v}
+
+
+class HeavyBall(descend.Optimizer):
+    """One declaration: the rule, the state schema, the ranges and the signature."""
+
+    rule = staticmethod(heavy_ball)
+    state_schema = (descend.state.Buffer("velocity"),)
+    ranges = {"lr": descend.validation.NONNEGATIVE, "momentum": descend.validation.UNIT}
+
+    def __init__(self, params, lr=0.1, momentum=0.9, *, impl="auto"):
+        super().__init__(params, dict(lr=lr, momentum=momentum), impl=impl)
+
+
+@pytest.mark.parametrize("impl", ["auto", "numba", "foreach", "reference"])
+def test_a_new_elementwise_optimizer_is_one_declaration_on_every_backend(impl):
+    """Its rule runs on every backend with no other code: equal to the same heavy ball by hand
+    (torch.optim.SGD with momentum, dampening 0, is that algorithm)."""
+    torch.manual_seed(0)
+    mine = [torch.randn(s, requires_grad=True) for s in [(6, 5), (5,)]]
+    theirs = [p.detach().clone().requires_grad_() for p in mine]
+    opts = HeavyBall(mine, lr=0.05, impl=impl), torch.optim.SGD(theirs, lr=0.05, momentum=0.9)
+    for step in range(5):
+        for params, opt in zip((mine, theirs), opts, strict=True):
+            for i, p in enumerate(params):
+                p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step + i))
+            opt.step()
+    for p, q in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)

@@ -12,6 +12,7 @@ import io
 
 import pytest
 import torch
+from engine_helpers import STEPS, builder, groups, make_params, run_pair, set_grads, twins
 from optimizer_info import CONFIGS, REPRESENTATIVES, configs
 
 import descend
@@ -22,31 +23,12 @@ pytest.importorskip("numba", reason="the fast engine needs numba: pip install 'd
 
 RTOL = {torch.float32: 1e-6, torch.float64: 1e-12, torch.complex64: 1e-6,
         torch.complex128: 1e-12, torch.bfloat16: 0.0}
-STEPS = 5
 
 
-def make_params(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[torch.Tensor]:
-    """A weight, a bias, a 3-d tensor and one of 40,000 elements (cut between two chunks)."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(6, 5), (5,), (3, 4, 2), (40_000,)]
-    return [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
-            for s in shapes]
 
 
-def twins(params: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [p.detach().clone().requires_grad_(p.requires_grad) for p in params]
 
 
-def set_grads(step: int, *param_lists: list[torch.Tensor], skip=lambda i, step: False) -> None:
-    """The same pseudo-random gradient for the i-th parameter of each list (None if skipped)."""
-    for i, p in enumerate(param_lists[0]):
-        g = None
-        if not skip(i, step):
-            gen = torch.Generator().manual_seed(1000 * step + i)
-            real = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            g = (torch.complex(real, real.flip(-1)) if p.is_complex() else real).to(p.dtype)
-        for params in param_lists:
-            params[i].grad = None if g is None else g.clone()
 
 
 def assert_agree(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
@@ -68,11 +50,6 @@ def assert_same_run(fast_opt: torch.optim.Optimizer, ref_opt: torch.optim.Optimi
             assert_agree(fast_opt.state[a][name], value, f"param {i} state {name}")
 
 
-def groups(config, params: list[torch.Tensor]) -> list[dict]:
-    """Two groups with different hyperparameters, as in the core table."""
-    lr = float(config.effective_kwargs().get("lr", 1e-3))
-    return [{"params": params[:2]},
-            {"params": params[2:], "lr": lr * 0.5, **config.info.second_group}]
 
 
 @pytest.fixture(params=["serial", "parallel"])
@@ -105,18 +82,6 @@ def check_configuration(config, dtype):
     assert_same_run(fast_opt, ref_opt)
 
 
-def run_pair(build, params: list[torch.Tensor], steps: int = STEPS, skip=lambda i, s: False,
-             each_step=None):
-    """The same training on both engines; returns the two optimizers."""
-    p_fast, p_ref = params, twins(params)
-    fast_opt, ref_opt = build(p_fast, "fast"), build(p_ref, "reference")
-    for step in range(steps):
-        set_grads(step, p_fast, p_ref, skip=skip)
-        for opt in (fast_opt, ref_opt):
-            if each_step:
-                each_step(opt, step)
-            opt.step()
-    return fast_opt, ref_opt
 
 
 # SGD with momentum branches on the step count (b_1 = g): parameters at different step counts
@@ -132,7 +97,7 @@ def test_none_grads_zero_size_and_frozen_then_unfrozen(config):
     def skip(i, step):
         return step < frozen_until.get(i, 0) or (i == 0 and step == 2)  # a None grad mid-run
 
-    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), params,
+    fast_opt, ref_opt = run_pair("fast", builder(config), params,
                                  steps=6, skip=skip)
     assert_same_run(fast_opt, ref_opt)
     assert fast_opt.state[params[1]]["step"] == 3 and fast_opt.state[params[0]]["step"] == 5
@@ -147,7 +112,7 @@ def test_non_contiguous_parameters(config):
     strided_base = torch.randn(10, 9)
     strided = strided_base[::2, 1::2]  # a strided view, not dense: goes through one copy
     params.append(strided.requires_grad_())
-    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), params)
+    fast_opt, ref_opt = run_pair("fast", builder(config), params)
     assert_same_run(fast_opt, ref_opt)
     assert not params[0].is_contiguous() and not params[3].is_contiguous()
 
@@ -157,7 +122,7 @@ def test_mixed_dtypes_in_one_optimizer(config):
     dtypes = [torch.float32, torch.float64, torch.bfloat16, torch.complex64]
     params = [p.to(dt).detach().requires_grad_()
               for p, dt in zip(make_params(), dtypes, strict=True)]
-    fast_opt, ref_opt = run_pair(
+    fast_opt, ref_opt = run_pair("fast",
         lambda ps, impl: config.build(ps, impl="reference" if impl == "reference" else "auto"),
         params)
     assert_same_run(fast_opt, ref_opt)  # bfloat16 ran on the reference engine: bit-equal
@@ -167,7 +132,7 @@ def test_mixed_dtypes_in_one_optimizer(config):
 def test_complex_parameters_match_their_real_view(config):
     params = [torch.randn(7, 3, dtype=torch.complex128, requires_grad=True),
               torch.randn(20_000, dtype=torch.complex64, requires_grad=True)]
-    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), params)
+    fast_opt, ref_opt = run_pair("fast", builder(config), params)
     assert_same_run(fast_opt, ref_opt)
 
 
@@ -178,7 +143,7 @@ def test_skip_nonfinite(config):
             opt.param_groups[0]["params"][0].grad[0, 0] = float("nan")
 
     with pytest.warns(UserWarning, match="step skipped"):
-        fast_opt, ref_opt = run_pair(
+        fast_opt, ref_opt = run_pair("fast",
             lambda ps, impl: config.build(ps, impl=impl, skip_nonfinite=True), make_params(),
             each_step=poison)
     assert fast_opt.skipped_steps == ref_opt.skipped_steps == 1
@@ -203,7 +168,7 @@ def test_tensor_lr_and_scheduler_need_no_new_kernel(config):
 
     extra = {"fast": torch.randn(9, requires_grad=True)}
     extra["reference"] = extra["fast"].detach().clone().requires_grad_()
-    fast_opt, ref_opt = run_pair(build, make_params(), steps=2)
+    fast_opt, ref_opt = run_pair("fast", build, make_params(), steps=2)
     kernels = len(numba_backend._kernels)
     for step in range(2, 7):
         for opt in (fast_opt, ref_opt):
@@ -360,7 +325,7 @@ def test_state_replaced_by_hand_is_picked_up_while_the_old_tensors_live(config):
             kept[impl].extend((v, v.clone()) for v in state.values())
             opt.state[p] = {name: v.clone() for name, v in state.items()}
 
-    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), make_params(),
+    fast_opt, ref_opt = run_pair("fast", builder(config), make_params(),
                                  steps=7, each_step=replace)
     assert_same_run(fast_opt, ref_opt)
     for old, at_replacement in kept["fast"]:
@@ -381,7 +346,7 @@ def test_step_counters_set_in_place_are_read_anew(config):
         if step == 5:
             opt.state[params[1]]["step"].fill_(7.0)
 
-    fast_opt, ref_opt = run_pair(lambda ps, impl: config.build(ps, impl=impl), make_params(),
+    fast_opt, ref_opt = run_pair("fast", builder(config), make_params(),
                                  steps=8, each_step=set_counters)
     assert_same_run(fast_opt, ref_opt)
 
@@ -394,7 +359,7 @@ def test_gradient_made_strided_between_steps_is_read_as_strided():
             p = opt.param_groups[0]["params"][0]
             p.grad = p.grad.t().contiguous().t()
 
-    fast_opt, ref_opt = run_pair(lambda ps, impl: descend.Adam(ps, impl=impl), make_params(),
-                                 steps=4, each_step=strided)
+    fast_opt, ref_opt = run_pair("fast", lambda ps, impl: descend.Adam(ps, impl=impl),
+                                 make_params(), steps=4, each_step=strided)
     assert not fast_opt.param_groups[0]["params"][0].grad.is_contiguous()
     assert_same_run(fast_opt, ref_opt)

@@ -10,62 +10,26 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_helpers import STEPS, builder, groups, make_params, run_pair
 from optimizer_info import CONFIGS, REPRESENTATIVES, configs
 from torch.profiler import ProfilerActivity, profile
 
 import descend
 from descend.engines import foreach, ir, reference
 
-STEPS = 6
 # SGD with momentum branches on the step count (b_1 = g): parameters at different step counts
 # take two traces; Adam's bias corrections then differ per parameter within one trace.
 EDGE_CONFIGS = [*REPRESENTATIVES, next(c for c in CONFIGS if c.id == "SGD-lr=0.05-momentum=0.9")]
 
 
-def make_params(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[torch.Tensor]:
-    """A weight, a bias, a 3-d tensor and one of 40,000 elements (more than one thread's
-    share of an elementwise op)."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(6, 5), (5,), (3, 4, 2), (40_000,)]
-    return [torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
-            for s in shapes]
 
 
-def twins(params: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [p.detach().clone().requires_grad_(p.requires_grad) for p in params]
 
 
-def set_grads(step: int, *param_lists: list[torch.Tensor], skip=lambda i, step: False) -> None:
-    """The same pseudo-random gradient for the i-th parameter of each list (None if skipped)."""
-    for i, p in enumerate(param_lists[0]):
-        g = None
-        if not skip(i, step):
-            gen = torch.Generator().manual_seed(1000 * step + i)
-            real = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            g = (torch.complex(real, real.flip(-1)) if p.is_complex() else real).to(p.dtype)
-        for params in param_lists:
-            params[i].grad = None if g is None else g.clone()
 
 
-def groups(config, params: list[torch.Tensor]) -> list[dict]:
-    """Two groups with different hyperparameters, as in the core table."""
-    lr = float(config.effective_kwargs().get("lr", 1e-3))
-    return [{"params": params[:2]},
-            {"params": params[2:], "lr": lr * 0.5, **config.info.second_group}]
 
 
-def run_pair(build, params: list[torch.Tensor], steps: int = STEPS, skip=lambda i, s: False,
-             each_step=None):
-    """The same training on both engines; returns the two optimizers."""
-    p_foreach, p_ref = params, twins(params)
-    foreach_opt, ref_opt = build(p_foreach, "foreach"), build(p_ref, "reference")
-    for step in range(steps):
-        set_grads(step, p_foreach, p_ref, skip=skip)
-        for opt in (foreach_opt, ref_opt):
-            if each_step:
-                each_step(opt, step)
-            opt.step()
-    return foreach_opt, ref_opt
 
 
 def assert_identical(foreach_opt: torch.optim.Optimizer, ref_opt: torch.optim.Optimizer) -> None:
@@ -87,14 +51,14 @@ def build_with(config):
 @configs(CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 def test_every_configuration_is_bit_identical_to_reference(config, dtype):
-    foreach_opt, ref_opt = run_pair(lambda ps, impl: config.build(groups(config, ps), impl=impl),
+    foreach_opt, ref_opt = run_pair("foreach", builder(config, grouped=True),
                                     make_params(dtype))
     assert_identical(foreach_opt, ref_opt)
 
 
 @configs(REPRESENTATIVES)
 def test_complex_parameters_are_bit_identical_to_reference(config):
-    foreach_opt, ref_opt = run_pair(lambda ps, impl: config.build(groups(config, ps), impl=impl),
+    foreach_opt, ref_opt = run_pair("foreach", builder(config, grouped=True),
                                     make_params(torch.complex64))
     assert_identical(foreach_opt, ref_opt)
 
@@ -109,7 +73,7 @@ def test_none_grads_zero_size_and_frozen_then_unfrozen(config):
     def skip(i, step):
         return step < frozen_until.get(i, 0) or (i == 0 and step == 2)
 
-    foreach_opt, ref_opt = run_pair(build_with(config), params, skip=skip)
+    foreach_opt, ref_opt = run_pair("foreach", build_with(config), params, steps=6, skip=skip)
     assert_identical(foreach_opt, ref_opt)
     assert foreach_opt.state[params[1]]["step"] == 3 and foreach_opt.state[params[0]]["step"] == 5
 
@@ -119,7 +83,7 @@ def test_mixed_float32_and_float64_in_one_group(config):
     dtypes = [torch.float32, torch.float64, torch.float64, torch.float32]
     params = [p.to(dt).detach().requires_grad_()
               for p, dt in zip(make_params(), dtypes, strict=True)]
-    foreach_opt, ref_opt = run_pair(build_with(config), params)
+    foreach_opt, ref_opt = run_pair("foreach", build_with(config), params)
     assert_identical(foreach_opt, ref_opt)
 
 
@@ -128,7 +92,7 @@ def test_non_contiguous_parameters(config):
     params = [torch.randn(12, 7).t().requires_grad_(),              # dense, transposed
               torch.randn(5, 6, 4).permute(2, 0, 1).requires_grad_(),
               torch.randn(10, 9)[::2, 1::2].requires_grad_()]       # strided, not dense
-    foreach_opt, ref_opt = run_pair(build_with(config), params)
+    foreach_opt, ref_opt = run_pair("foreach", build_with(config), params)
     assert_identical(foreach_opt, ref_opt)
     assert not any(p.is_contiguous() for p in params)
 
@@ -150,7 +114,7 @@ def test_tensor_lr_and_scheduler(config, lr_kind, scheduled):
         if scheduled and step > 0:
             opt.scheduler.step()
 
-    foreach_opt, ref_opt = run_pair(build, make_params(), each_step=schedule)
+    foreach_opt, ref_opt = run_pair("foreach", build, make_params(), each_step=schedule)
     assert_identical(foreach_opt, ref_opt)
     if scheduled:
         assert float(foreach_opt.param_groups[0]["lr"]) == pytest.approx(lr * 0.7 ** (STEPS - 1))

@@ -312,13 +312,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --candidate-steps must be at least 1")
     sizes, description = shape_sizes(args.shape)
     bandwidth, source = attainable_bandwidth(args.bandwidth_elements)
-    engine = "fast (numba)" if descend.engines.fast_available() else "reference (no numba)"
+    numba = descend.engines.numba_backend()
+    engine = "numba" if not isinstance(numba, str) else f"reference ({numba})"
     from descend.engines import native
 
     checks = "compiled" if native.enabled() and native.library_path().exists() else "Python"
     print(f"descend bench: shape {args.shape}: {sum(sizes) / 1e6:.2f}M fp32 parameters in "
           f"{description}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"descend engine {engine}, {checks} per-step checks")
+          f"impl='auto' runs CPU float tensors on {engine}, {checks} per-step checks")
     print(f"attainable bandwidth: {bandwidth:.1f} GB/s (best: {source}, "
           f"{args.bandwidth_elements / 2**20:.0f}M elements)", flush=True)
     rows = []

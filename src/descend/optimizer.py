@@ -176,11 +176,11 @@ class Optimizer(torch.optim.Optimizer):
                 and batch.compiled_check(native.module.check_group)):
             return GroupWork(group, batch.present, batch.params, None, batch, True)
         present, params, grads = with_grad(group["params"])
-        grads = self._dense(group, grads)
         if batch is not None and not batch.holds(group, self.state, present):
             batch = None
-        return GroupWork(group, present, params, grads, batch,
-                         batch is not None and batch.ready(grads))
+        if batch is not None and batch.ready(grads):  # (a sparse gradient is never ready)
+            return GroupWork(group, present, params, grads, batch, True)
+        return GroupWork(group, present, params, self._dense(group, grads), batch, False)
 
     def _dense(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
         """The gradients, sparse ones densified where this optimizer supports them (torch's
@@ -285,12 +285,15 @@ class Optimizer(torch.optim.Optimizer):
         if self.defaults["skip_nonfinite"]:
             if not self._all_finite([g for w in work for g in w.gradients()]):
                 return self._skip(loss)
+        # Where a group needs the general path, its backends are chosen before any group is
+        # updated: an impl that cannot run a tensor refuses the step before anything changed.
+        routes = {id(w.group): self._route(w) for w in work if w.params and not w.ready}
         for w in work:
             if not w.params:
                 continue
             if w.ready and w.batch.launch(self._hyperparameters(w.group, w.batch.rule)):
                 continue  # the usual step: the same tensors as at the last one
-            fused = self._step_group(w.group, w.params, w.gradients())
+            fused = self._step_group(w, *(routes.get(id(w.group)) or self._route(w)))
             if w.batch is None:
                 self._remember(w, fused)
         return loss
@@ -309,14 +312,20 @@ class Optimizer(torch.optim.Optimizer):
             states.append(state)
         return states
 
-    def _step_group(self, group: dict[str, Any], params: list[Tensor],
-                    grads: list[Tensor]) -> bool:
-        """The general path: each tensor on the backend its group's ``impl`` chooses. True where
-        all of them ran on the numba backend (the next steps can then run prepared)."""
-        rule, names = self.rule_for(group), self.state_names(group)
+    def _route(self, work: GroupWork) -> tuple[list[dict[str, Any]], dict[Any, list[int]]]:
+        """The group's completed state dicts, and its tensors by the backend that updates them
+        (a ValueError where its ``impl`` cannot run one)."""
+        group, params = work.group, work.params
         states = self._states(group, params)
-        impl = group["impl"]
-        parts = engines.partition(impl, params, grads, states, names)  # may refuse: nothing done
+        return states, engines.partition(group["impl"], params, work.gradients(), states,
+                                         self.state_names(group))
+
+    def _step_group(self, work: GroupWork, states: list[dict[str, Any]],
+                    parts: dict[Any, list[int]]) -> bool:
+        """The general path: each tensor on the backend ``_route`` chose. True where all of
+        them ran on the numba backend (the next steps can then run prepared)."""
+        group, params, grads = work.group, work.params, work.gradients()
+        rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
         steps = [state["step"] for state in states]
         reference.advance_steps(steps)  # one call: a per-tensor += costs more than a small update
         hyper = self._hyperparameters(group, rule)

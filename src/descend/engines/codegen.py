@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from descend.engines import ir
 from descend.engines.ir import Expr, Trace
 
 GENERATOR_VERSION = "2"
@@ -55,23 +56,6 @@ def {name}(addresses, items, chunk_first, steps, hyper):
 '''
 
 
-def _topological(outputs: list[Expr]) -> list[Expr]:
-    order: list[Expr] = []
-    seen: set[int] = set()
-
-    def visit(e: Expr) -> None:
-        if id(e) in seen:
-            return
-        seen.add(id(e))
-        for a in e.args:
-            if isinstance(a, Expr):
-                visit(a)
-        order.append(e)
-
-    for e in outputs:
-        visit(e)
-    return order
-
 
 def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
     """The Python source of the kernel that applies ``trace`` to ``dtype`` ("float32"...)."""
@@ -98,7 +82,7 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
             item_lines.append(f"{as_element[id(e)]} = np.{dtype}({name[id(e)]})")
         return as_element[id(e)]
 
-    for i, e in enumerate(_topological(list(trace.outputs.values()))):
+    for i, e in enumerate(ir.topological(list(trace.outputs.values()))):
         if e.op == "const":
             name[id(e)] = repr(e.args[0])
         elif e.op == "step":

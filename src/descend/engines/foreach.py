@@ -95,24 +95,6 @@ def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequ
     return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 
-def _topological(outputs: Iterable[Expr]) -> list[Expr]:
-    """Every node the outputs depend on, each after its arguments."""
-    order: list[Expr] = []
-    seen: set[int] = set()
-
-    def visit(e: Expr) -> None:
-        if id(e) in seen:
-            return
-        seen.add(id(e))
-        if e.op not in ("tensor", "hyper", "step", "const"):
-            for a in e.args:
-                visit(a)
-        order.append(e)
-
-    for e in outputs:
-        visit(e)
-    return order
-
 
 def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
              hyper: Mapping[str, Any]) -> dict[int, Scalar] | None:
@@ -170,7 +152,7 @@ def _run(trace: Trace, leaves: dict[str, list[Tensor]], steps: list[float],
          hyper: Mapping[str, Any]) -> None:
     """One batch: every output computed (reading only the inputs), then all written at once."""
     outputs = trace.outputs
-    order = _topological(outputs.values())
+    order = ir.topological(outputs.values())
     scalars = _scalars(order, outputs.values(), steps, hyper)
     if scalars is None:  # one batch per step count
         for step in dict.fromkeys(steps):

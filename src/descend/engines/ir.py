@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -173,6 +173,25 @@ class Trace:
         """Whether every guard gives its traced outcome for these hyperparameters and step."""
         return all(COMPARISONS[g.op](evaluate(g.left, scalars), evaluate(g.right, scalars))
                    == g.outcome for g in self.guards)
+
+
+def topological(outputs: Iterable[Expr]) -> list[Expr]:
+    """Every node the outputs depend on, each after its arguments (how backends walk a trace)."""
+    order: list[Expr] = []
+    seen: set[int] = set()
+
+    def visit(e: Expr) -> None:
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        for a in e.args:
+            if isinstance(a, Expr):  # a leaf's args are its name or value
+                visit(a)
+        order.append(e)
+
+    for e in outputs:
+        visit(e)
+    return order
 
 
 def evaluate(e: Expr, scalars: Mapping[str, float]) -> float:
