@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -e '.[lab,dev]'
 .venv/bin/ruff check src tests
+# The compiled per-step checks, built once per machine (the tests run with them; ~30 s the first time).
+.venv/bin/descend build-native || echo "warning: the compiled per-step checks did not build; tests/test_engine_native.py will say why"
 .venv/bin/python -m pytest -q "$@"
 # The engine tests once more without the compiled per-step checks (the Python checks they replace).
 if [ $# -eq 0 ]; then
