@@ -6,11 +6,11 @@ import logging
 
 import pytest
 import torch
-from optimizer_info import REPRESENTATIVES, configs
+from optimizer_info import REPRESENTATIVES, assert_unchanged, configs, snapshot
 
 import descend
 from descend import engines
-from descend.engines import foreach, reference
+from descend.engines import foreach, native, reference
 
 numba = pytest.importorskip("descend.engines.numba", reason="needs descend[fast]")
 
@@ -65,13 +65,30 @@ def test_foreach_runs_on_another_device_where_numba_cannot():
 
 
 @pytest.mark.parametrize("impl", ["numba", "fast"])
-def test_a_state_buffer_of_the_wrong_shape_is_an_error_not_a_fallback(impl):
+def test_a_state_buffer_of_the_wrong_shape_is_refused_before_anything_changes(impl):
+    q = with_grad(torch.randn(5, requires_grad=True))
     p = with_grad(torch.randn(3, 4).t().requires_grad_())  # strided: the per-tensor path
-    opt = descend.Adam([p], impl=impl)
+    opt = descend.Adam([q, p], impl=impl)
     opt.step()
     opt.state[p]["exp_avg"] = torch.zeros(12)
-    with pytest.raises(ValueError, match="exp_avg of shape .12,.*must match"):
+    before = snapshot(opt)
+    with pytest.raises(ValueError, match=r"impl=.*exp_avg is a \(12,\) torch.float32"):
         opt.step()
+    assert_unchanged(opt, before)
+
+
+def test_a_gradient_of_another_dtype_goes_to_the_reference_under_auto():
+    p = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    p.grad_dtype = torch.float32
+    p.grad = torch.randn(5)
+    q = p.detach().clone().requires_grad_()
+    q.grad_dtype = torch.float32
+    q.grad = p.grad.clone()
+    descend.Adam([p]).step()
+    descend.Adam([q], impl="reference").step()
+    assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="gradient is a .5,. torch.float32"):
+        descend.Adam([q], impl="numba").step()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -150,3 +167,137 @@ def test_a_new_elementwise_optimizer_is_one_declaration_on_every_backend(impl):
             opt.step()
     for p, q in zip(mine, theirs, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+# ---- what the one remembered batch must notice (review of the engine rework) -----------------
+
+@pytest.mark.parametrize("checks", ["compiled", "python"])
+def test_state_memory_moved_under_the_same_tensors_is_seen(checks, monkeypatch):
+    """share_memory_() (Adagrad.share_memory, for Hogwild!) and ``.data =`` keep the state
+    tensors but move their memory: the next steps must update the new memory, as torch does."""
+    if checks == "python":
+        monkeypatch.setattr(native, "module", None)
+    elif native.module is None:
+        pytest.skip("compiled checks not built here (descend build-native)")
+    torch.manual_seed(0)
+    mine = [torch.randn(8, requires_grad=True), torch.randn(3, 2, requires_grad=True)]
+    theirs = [p.detach().clone().requires_grad_() for p in mine]
+    opts = descend.Adagrad(mine, lr=0.1), torch.optim.Adagrad(theirs, lr=0.1)
+    for step in range(6):
+        for params, opt in zip((mine, theirs), opts, strict=True):
+            for i, p in enumerate(params):
+                p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step + i))
+            if step == 2:
+                opt.share_memory()
+            if step == 4:
+                state = opt.state[params[1]]
+                state["sum"].data = state["sum"].data.clone()
+                state["step"].data = state["step"].data.clone()
+            opt.step()
+    for p, q in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(opts[0].state[p]["sum"], opts[1].state[q]["sum"])
+
+
+def sign_rule(p, g, *, step, lr):
+    """Outside the traced vocabulary (torch.sign)."""
+    return p - lr * torch.sign(g), {}
+
+
+class SignSGD(descend.Optimizer):
+    rule = staticmethod(sign_rule)
+
+    def __init__(self, params, lr=0.1, *, impl="auto"):
+        super().__init__(params, dict(lr=lr), impl=impl)
+
+
+@pytest.mark.parametrize("spoil", ["untraceable rule", "bad hyperparameter", "unknown impl"])
+def test_a_refused_group_refuses_the_whole_step(spoil):
+    """Nothing is updated and no counter advances when any group's step is refused."""
+    a = with_grad(torch.ones(3, requires_grad=True))
+    b = with_grad(torch.ones(3, requires_grad=True))
+    opt = SignSGD([{"params": [a], "impl": "reference"}, {"params": [b], "impl": "numba"}])
+    if spoil == "bad hyperparameter":
+        opt.param_groups[1]["impl"] = "reference"
+        opt.param_groups[1]["lr"] = torch.tensor(0.1, requires_grad=True)
+    if spoil == "unknown impl":
+        opt.param_groups[1]["impl"] = "refrence"
+    with pytest.raises(ValueError) as error:
+        opt.step()
+    assert {"untraceable rule": "sign", "bad hyperparameter": "requires grad",
+            "unknown impl": "unknown impl"}[spoil] in str(error.value)
+    assert torch.equal(a, torch.ones(3)) and torch.equal(b, torch.ones(3))
+    assert all(float(s["step"]) == 0 for s in opt.state.values())
+
+
+def returns_an_input_as_another_output(p, g, *, a, b, step, lr):
+    """The new a is the old b, the new b is the old p, the new p is p - lr*g."""
+    return p - lr * g, {"a": b, "b": p}
+
+
+class Shift(descend.Optimizer):
+    rule = staticmethod(returns_an_input_as_another_output)
+    state_schema = (descend.state.Buffer("a"), descend.state.Buffer("b", initial=1.0))
+
+    def __init__(self, params, lr=0.5, *, impl="auto"):
+        super().__init__(params, dict(lr=lr), impl=impl)
+
+
+def test_a_rule_returning_its_inputs_as_other_outputs_agrees_on_every_backend():
+    results = {}
+    for impl in ("reference", "foreach", "numba"):
+        p = with_grad(torch.full((4,), 3.0, requires_grad=True))
+        opt = Shift([p], impl=impl)
+        for _ in range(3):
+            opt.step()
+        results[impl] = (p.detach().clone(), opt.state[p]["a"], opt.state[p]["b"])
+    # by hand: p 3 -> 2.5 -> 2 -> 1.5; b: 1 -> 3 -> 2.5 -> 2; a: 0 -> 1 -> 3 -> 2.5
+    expected = (torch.full((4,), 1.5), torch.full((4,), 2.5), torch.full((4,), 2.0))
+    for impl, got in results.items():
+        for g, e in zip(got, expected, strict=True):
+            assert torch.equal(g, e), impl
+
+
+@pytest.mark.parametrize("impl", ["numba", "foreach"])
+def test_tensor_betas_run_on_the_traced_backends(impl):
+    torch.manual_seed(0)
+    a = [with_grad(torch.randn(6, requires_grad=True))]
+    b = [a[0].detach().clone().requires_grad_()]
+    b[0].grad = a[0].grad.clone()
+    betas = (torch.tensor(0.8, dtype=torch.float64), torch.tensor(0.99, dtype=torch.float64))
+    descend.Adam(a, betas=betas, impl=impl).step()
+    descend.Adam(b, betas=(0.8, 0.99), impl="reference").step()
+    torch.testing.assert_close(a[0], b[0], rtol=1e-6, atol=0)
+
+
+def test_sparse_adagrad_needs_a_positive_eps():
+    embedding = torch.nn.Embedding(4, 2, sparse=True)
+    opt = descend.Adagrad(embedding.parameters(), eps=0)
+    embedding(torch.tensor([0])).sum().backward()
+    with pytest.raises(RuntimeError, match="eps > 0"):
+        opt.step()
+
+
+def test_a_batch_whose_parameters_moved_is_rebuilt():
+    params = [with_grad(torch.randn(5, requires_grad=True)) for _ in range(2)]
+    opt = descend.Adam(params)
+    opt.step()
+    old = opt._batches[id(opt.param_groups[0])]
+    params[0].data = params[0].data.clone()  # as model.half() or a .to() does
+    opt.step()
+    new = opt._batches[id(opt.param_groups[0])]
+    assert new is not old and opt._group_work(opt.param_groups[0]).ready
+
+
+def test_load_state_dict_keeps_the_impl_this_optimizer_was_built_with():
+    p = with_grad(torch.randn(3, requires_grad=True))
+    saved = descend.Adam([p], impl="reference")
+    saved.step()
+    opt = descend.Adam([p], impl="foreach")
+    opt.load_state_dict(saved.state_dict())
+    assert opt.param_groups[0]["impl"] == "foreach"
+
+
+def test_skip_nonfinite_is_refused_per_group():
+    with pytest.raises(ValueError, match="skip_nonfinite.*constructor"):
+        descend.Adam([{"params": [torch.zeros(2, requires_grad=True)], "skip_nonfinite": True}])

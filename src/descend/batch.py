@@ -77,13 +77,14 @@ class Batch:
         ok = check_group(self.group["params"], self.all_params, self.state, self.state_keys,
                          self.state_values, self.states, self.columns,
                          self.buffer_columns, table.param_address_pointer,
-                         table.address_pointer, table.addresses.shape[1], table.dtype_witness)
+                         table.address_pointer, table.addresses.shape[1],
+                         table.step_address_pointer, table.dtype_witness)
         table.grad_addresses = []  # the gradient column was written here, not by refresh_grads
         return ok
 
     def ready(self, grads: list[Tensor]) -> bool:
         """Whether the prepared run can take this step (see ``launch``)."""
-        return self.prepared.check(self.params, grads)
+        return self.prepared.check(self.params, grads, self.buffer_columns)
 
     def launch(self, hyper: dict[str, Any]) -> bool:
         """The step as one kernel call, after ``ready``; False (nothing done) where it needs

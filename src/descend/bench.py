@@ -205,7 +205,7 @@ print(time.perf_counter() - start)
 def first_step_seconds(algorithm: Algorithm, shape: str, cache: str, native: bool) -> float:
     """Construction and first step of ``algorithm`` in a new Python process using ``cache``
     as the kernel cache directory (numba's import and compilation or cache load included), with
-    or without the compiled per-step checks (without: no background build is left running)."""
+    or without the compiled per-step checks."""
     script = FIRST_STEP_SCRIPT.format(shape=shape, name=algorithm.descend_name,
                                       hyper=algorithm.hyper)
     env = {**os.environ, "DESCEND_CACHE_DIR": cache, "DESCEND_NATIVE": "1" if native else "0"}

@@ -41,7 +41,7 @@ def local_shards(p: Tensor, g: Tensor, state: dict[str, Any],
     of local tensors, ``step`` included), or None unless all of them are DTensors on the same mesh
     with the same placements and shape: then an elementwise update of the local shards is the
     update of the whole tensors. (A gradient still ``Partial`` — not yet reduced — is not; the
-    reference engine's DTensor ops redistribute it.) The local shards share the DTensors' memory.
+    reference backend's DTensor ops redistribute it.) The local shards share the DTensors' memory.
     """
     buffers = [state[n] for n in names]
     if not all(is_sharded(t) and t.device_mesh == p.device_mesh and t.placements == p.placements

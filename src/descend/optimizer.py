@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ from descend import state as state_schema
 from descend.batch import Batch, GroupWork, with_grad
 from descend.distributed import all_finite
 from descend.engines import native, reference
-from descend.engines.ir import TraceError
+from descend.engines.ir import TraceError, trace_for
 from descend.state import Buffer
 from descend.validation import Interval, as_number, check_group
 
@@ -105,6 +105,10 @@ class Optimizer(torch.optim.Optimizer):
 
     # ---- plumbing -------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if param_group.get("skip_nonfinite", self.defaults["skip_nonfinite"]) != self.defaults[
+                "skip_nonfinite"]:
+            raise ValueError(f"{type(self).__name__}: skip_nonfinite applies to the whole step, "
+                             "not to one param group; pass it to the constructor")
         _torch_add_param_group(self, param_group)
         try:
             self.check_hyperparameters(self.param_groups[-1])
@@ -126,7 +130,7 @@ class Optimizer(torch.optim.Optimizer):
         for p_state in self.state.values():  # a step saved as a number (older torch, by hand)
             step = p_state.get("step")
             if step is not None and not isinstance(step, Tensor):
-                p_state["step"] = torch.tensor(float(step), dtype=torch.float32)
+                p_state["step"] = torch.tensor(float(step), dtype=state_schema.scalar_dtype())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, which replaces each group by the saved one. A key the saved group lacks
@@ -139,8 +143,10 @@ class Optimizer(torch.optim.Optimizer):
         defaults = _constructor_defaults(type(self))
         for group, before in zip(self.param_groups, built_with, strict=True):
             for key, value in before.items():
-                keep = key in ("impl", "skip_nonfinite") or key not in defaults
-                group.setdefault(key, value if keep else defaults[key])
+                if key in ("impl", "skip_nonfinite"):  # how this process runs, not the algorithm
+                    group[key] = value
+                else:
+                    group.setdefault(key, value if key not in defaults else defaults[key])
 
     def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
                         names: tuple[str, ...]) -> None:
@@ -160,11 +166,17 @@ class Optimizer(torch.optim.Optimizer):
         """The group's values for the rule's keyword arguments, one-element tensors as floats
         (kept as tensors when ``tensors``: the torch-ops step differentiates through them)."""
         owner = type(self).__name__
-        return {
-            k: as_number(k, group[k], owner)
-            if isinstance(group[k], Tensor) and not tensors else group[k]
-            for k in _keyword_arguments(rule) if k in group
-        }
+
+        def value(name: str, v: Any) -> Any:
+            if tensors:
+                return v
+            if isinstance(v, Tensor):
+                return as_number(name, v, owner)
+            if isinstance(v, tuple) and any(isinstance(x, Tensor) for x in v):  # tensor betas
+                return tuple(value(f"{name}[{i}]", x) for i, x in enumerate(v))
+            return v
+
+        return {k: value(k, group[k]) for k in _keyword_arguments(rule) if k in group}
 
     def _group_work(self, group: dict[str, Any]) -> GroupWork:
         """This step's parameters with a gradient, and the group's batch if it still holds."""
@@ -200,6 +212,9 @@ class Optimizer(torch.optim.Optimizer):
             raise RuntimeError(f"{name}: the weight_decay option is not compatible with sparse "
                                "gradients; use weight_decay=0 for sparse parameters (a param "
                                "group of their own)")
+        if group.get("eps", 1) == 0:  # 0/0 where the sum is still zero: torch skips those rows
+            raise RuntimeError(f"{name}: sparse gradients need eps > 0 (rows no gradient has "
+                               "touched would divide 0 by 0); pass eps=1e-10, the default")
         return [g.to_dense() if g.is_sparse else g for g in grads]
 
     def _remember(self, work: GroupWork, fused: bool) -> None:
@@ -293,8 +308,8 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             if w.ready and w.batch.launch(self._hyperparameters(w.group, w.batch.rule)):
                 continue  # the usual step: the same tensors as at the last one
-            fused = self._step_group(w, *(routes.get(id(w.group)) or self._route(w)))
-            if w.batch is None:
+            fused = self._step_group(w, routes.get(id(w.group)) or self._route(w))
+            if not w.ready:  # no batch, or one whose tensors moved: remember this step's
                 self._remember(w, fused)
         return loss
 
@@ -312,23 +327,33 @@ class Optimizer(torch.optim.Optimizer):
             states.append(state)
         return states
 
-    def _route(self, work: GroupWork) -> tuple[list[dict[str, Any]], dict[Any, list[int]]]:
-        """The group's completed state dicts, and its tensors by the backend that updates them
-        (a ValueError where its ``impl`` cannot run one)."""
+    def _route(self, work: GroupWork) -> Route:
+        """What the general path needs, found before any group is updated: the completed state
+        dicts, the hyperparameters, and the tensors by the backend that updates them. A
+        ValueError where the group's ``impl`` cannot run a tensor or trace the rule."""
         group, params = work.group, work.params
+        rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
         states = self._states(group, params)
-        return states, engines.partition(group["impl"], params, work.gradients(), states,
-                                         self.state_names(group))
+        hyper = self._hyperparameters(group, rule)
+        parts = engines.partition(impl, params, work.gradients(), states, names)
+        if impl != "auto" and any(b is not reference for b in parts):  # a traced backend
+            try:
+                counts = state_schema.step_values([state["step"] for state in states])
+                for step in {count + 1 for count in counts}:
+                    trace_for(rule, names, hyper, step)
+            except TraceError as e:
+                raise ValueError(f"impl={impl!r}: {e}. Use impl='reference' (or 'auto', which "
+                                 "falls back to it) for this rule.") from e
+        return Route(states, hyper, parts)
 
-    def _step_group(self, work: GroupWork, states: list[dict[str, Any]],
-                    parts: dict[Any, list[int]]) -> bool:
+    def _step_group(self, work: GroupWork, route: Route) -> bool:
         """The general path: each tensor on the backend ``_route`` chose. True where all of
         them ran on the numba backend (the next steps can then run prepared)."""
         group, params, grads = work.group, work.params, work.gradients()
+        states, hyper, parts = route
         rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
         steps = [state["step"] for state in states]
         reference.advance_steps(steps)  # one call: a per-tensor += costs more than a small update
-        hyper = self._hyperparameters(group, rule)
         fused = list(parts) == [engines.numba_backend()]
         for backend, indices in parts.items():
             part = ([params[i] for i in indices], [grads[i] for i in indices],
@@ -336,14 +361,21 @@ class Optimizer(torch.optim.Optimizer):
             try:
                 backend.apply(rule, *part, names, hyper)
             except TraceError as e:  # raised before the backend wrote anything
-                if impl != "auto":  # a single backend runs them all: undo the step's count
+                if impl != "auto":  # _route traced it: not expected; undo the step's count
                     torch._foreach_sub_(steps, 1)
-                    raise ValueError(f"impl={impl!r}: {e}. Use impl='reference' (or 'auto', "
-                                     "which falls back to it) for this rule.") from e
+                    raise
                 engines.log.debug("impl='auto': %s; the reference backend runs it", e)
                 reference.apply(rule, *part, names, hyper)
                 fused = False
         return fused
+
+
+class Route(NamedTuple):
+    """A group's general-path step, decided before any group is updated (``_route``)."""
+
+    states: list[dict[str, Any]]
+    hyper: dict[str, Any]
+    parts: dict[Any, list[int]]  # backend -> indices of the tensors it updates
 
 
 def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:

@@ -91,6 +91,7 @@ def partition(impl: str, params: Sequence[Tensor], grads: Sequence[Tensor],
               states: Sequence[Mapping[str, Any]],
               state_names: Sequence[str]) -> dict[ModuleType, list[int]]:
     """The group's tensors by the backend that updates them (indices into ``params``)."""
+    check_impl(impl)  # a group's impl may have been set by hand since
     parts: dict[ModuleType, list[int]] = {}
     for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         parts.setdefault(backend_for(impl, p, g, state, state_names), []).append(i)

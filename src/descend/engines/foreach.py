@@ -15,7 +15,7 @@ It holds no copy of any algorithm's math: it only runs the graph the rule record
 the operation the rule's eager call performs on one tensor (``number / tensor`` as
 ``reciprocal(tensor) * number`` and ``number - tensor`` as ``-tensor + number``, as torch computes
 them), on the same tensors, so on the CPU, where a foreach call is that operation applied tensor
-by tensor, the result is bit-for-bit that of the reference engine. A rule the tracer refuses
+by tensor, the result is bit-for-bit that of the reference backend. A rule the tracer refuses
 raises ``ir.TraceError`` before anything is written.
 """
 
@@ -29,6 +29,7 @@ from torch import Tensor
 
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
+from descend.state import step_values
 
 Scalar = float | list[float]  # one value for the whole batch, or one per tensor
 
@@ -55,7 +56,7 @@ def apply(
     live = [i for i, p in enumerate(params) if p.numel()]  # zero-size tensors: nothing to do
     if not live:
         return
-    steps = _step_values([states[i]["step"] for i in live])
+    steps = step_values([states[i]["step"] for i in live])
     for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
         batches: dict[tuple, list[int]] = {}
         for j in members:
@@ -68,24 +69,11 @@ def apply(
             _run(trace, leaves, [steps[j] for j in batch], hyper)
 
 
-def advance_steps(steps: Sequence[Tensor]) -> None:
-    """Each parameter's step counter + 1, before ``apply`` (one call for all of them)."""
-    torch._foreach_add_(list(steps), 1)
-
-
-def _step_values(steps: list[Tensor]) -> list[float]:
-    """The step counters as Python floats, read in one op (not an ``.item()`` per tensor)."""
-    try:
-        values = torch.stack(steps).reshape(-1).tolist()
-    except RuntimeError:  # counters of different shapes or devices
-        values = []
-    return values if len(values) == len(steps) else [s.item() for s in steps]
-
 
 def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequence[Tensor],
             states: Sequence[dict[str, Any]]) -> list[Tensor]:
     """The tensors of leaf ``name`` (p, g or a state buffer) of a batch; complex tensors are
-    optimized as pairs of reals, as torch.optim (and the reference engine) do."""
+    optimized as pairs of reals, as torch.optim (and the reference backend) do."""
     if name == "p":
         tensors = [params[i] for i in indices]
     elif name == "g":

@@ -43,8 +43,8 @@ TORCH_FUNCTIONS = {torch.maximum: "maximum", torch.minimum: "minimum", torch.sqr
 
 
 class TraceError(RuntimeError):
-    """The rule did something the fast engine cannot compile (data-dependent control flow, an
-    operation outside the elementwise vocabulary); the reference engine still runs it."""
+    """The rule did something the traced backends (foreach, numba) cannot run: data-dependent
+    control flow, an operation outside the elementwise vocabulary; the reference still runs it."""
 
 
 class Expr:
@@ -108,8 +108,8 @@ class Expr:
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         op = TORCH_FUNCTIONS.get(func)
         if op is None or kwargs:
-            raise TraceError(f"the rule calls {getattr(func, '__name__', func)}, which the fast "
-                             f"engine does not compile; elementwise vocabulary: "
+            raise TraceError(f"the rule calls {getattr(func, '__name__', func)}, which the traced "
+                             f"backends do not run; elementwise vocabulary: "
                              f"+ - * / ** {sorted(set(TORCH_FUNCTIONS.values()))}")
         trace = next(a.trace for a in args if isinstance(a, Expr))
         return trace.node(op, *(trace.wrap(a) for a in args))

@@ -36,19 +36,15 @@ def minimum(a, b):
 
 
 @njit(cache=True, nogil=True)
-def step_counters(addresses, values, increment):
-    """Reads the float32 step counters at ``addresses`` into ``values``, first adding 1 to each
-    if ``increment``: one call instead of a torch op per parameter, which costs more than a small
-    tensor's whole update."""
+def read_step_counters(addresses, values):
+    """Reads the float32 step counters at ``addresses`` into ``values``: one call instead of a
+    torch op per parameter, which costs more than a small tensor's whole update."""
     for i in range(addresses.size):
-        step = carray(void_pointer(addresses[i]), 1, np.float32)
-        if increment:
-            step[0] += np.float32(1.0)
-        values[i] = step[0]
+        values[i] = carray(void_pointer(addresses[i]), 1, np.float32)[0]
 
 
 # Compiled (or loaded from the cache) at import with the first step's other work, not at the
-# first step run from a plan.
+# first prepared step.
 @njit("boolean(int64[::1], float64[::1], float64)", cache=True, nogil=True)
 def advance_from(addresses, values, expected):
     """step += 1 for every float32 counter at ``addresses`` if all of them equal ``expected``

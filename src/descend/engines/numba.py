@@ -52,15 +52,14 @@ _kernels: dict[tuple[int, str], Any] = {}
 
 
 def unsupported_reason(p: Tensor) -> str | None:
-    """Why the fast engine cannot update ``p`` (None when it can)."""
+    """Why the numba backend cannot update ``p`` (None when it can)."""
     if is_sharded(p):
         return ("a DTensor parameter whose gradient or state is not sharded like it (a Partial "
                 "gradient, say) is not supported")
     if type(p) not in PLAIN_TYPES:
         return f"{type(p).__name__} parameters (tensor subclasses) are not supported"
     if not p.is_cpu:
-        return (f"parameters on {p.device.type} are not supported (the numba backend is "
-                "CPU-only)")
+        return f"it is on {p.device.type}, and the numba backend runs on the CPU only"
     if p.dtype not in DTYPES:
         return (f"the numba backend does not support {p.dtype} (float32, float64, complex64 "
                 "and complex128 it does)")
@@ -74,8 +73,16 @@ def covers(p: Tensor, g: Tensor, state: Mapping[str, Any],
         local = local_shards(p, g, state, state_names)
         if local is None:
             return unsupported_reason(p)
-        p = local[0]
-    return unsupported_reason(p)
+        p, g, state = local
+    reason = unsupported_reason(p)
+    if reason is not None:
+        return reason
+    for name, t in (("gradient", g), *((name, state[name]) for name in state_names)):
+        if type(t) not in PLAIN_TYPES or t.dtype != p.dtype or t.shape != p.shape:
+            return (f"its {name} is a {tuple(t.shape)} {t.dtype} {type(t).__name__}, the "
+                    f"parameter a {tuple(p.shape)} {p.dtype} tensor: the numba backend streams "
+                    "them side by side and needs them alike (a grad_dtype, or state set by hand?)")
+    return None
 
 
 def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
@@ -109,7 +116,7 @@ def _step_values(steps: Sequence[Tensor]) -> np.ndarray:
     if addresses is None:
         return torch.stack(list(steps)).to(torch.float64).reshape(-1).numpy()
     values = np.empty(len(addresses), dtype=np.float64)
-    kernel_support.step_counters(addresses, values, False)
+    kernel_support.read_step_counters(addresses, values)
     return values
 
 
@@ -200,7 +207,7 @@ def _uniform_step(table: AddressTable) -> float | None:
     """The step count every counter of ``table`` holds (read into ``table.steps``), or None
     where they differ (or one is NaN)."""
     steps = table.steps
-    kernel_support.step_counters(table.step_addresses, steps, False)
+    kernel_support.read_step_counters(table.step_addresses, steps)
     first = steps[0]
     return None if steps.min() != first or steps.max() != first else float(first)
 
@@ -243,11 +250,6 @@ def _run_trace(rule: Callable, trace: Trace, dtype: str,
     if rows:
         _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
     for k, ops in strided:  # one at a time: at most one copy per operand is alive
-        for name, t in zip(("gradient", *state_names), ops[1:], strict=True):
-            if t.shape != ops[0].shape or t.dtype != ops[0].dtype:
-                raise ValueError(f"a {tuple(ops[0].shape)} {ops[0].dtype} parameter has a {name} "
-                                 f"of shape {tuple(t.shape)} and dtype {t.dtype}: they must match "
-                                 "(was the state set by hand?)")
         _run_strided(trace, kernel, ops, steps[[k]], hyper)
 
 
@@ -279,15 +281,18 @@ class Prepared:
         self._values = np.empty(0)
         self._count: float | None = None  # the counters' value after the last launch
 
-    def check(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
-        """Whether ``launch`` may run this step: the parameters have not moved and the gradients
-        (whose addresses it records) are contiguous, dense and of the parameters' dtype."""
-        return self.table.at_same_addresses(params) and self.table.refresh_grads(grads)
+    def check(self, params: Sequence[Tensor], grads: Sequence[Tensor],
+              buffer_columns: Sequence[Sequence[Tensor]]) -> bool:
+        """Whether ``launch`` may run this step: the parameters, counters and buffers (the step
+        counters, then each buffer's column) have not moved, and the gradients (whose addresses
+        it records) are contiguous, dense and of the parameters' dtype."""
+        return (self.table.in_place(params, buffer_columns)
+                and self.table.refresh_grads(grads))
 
     def launch(self, hyper: Mapping[str, Any]) -> bool:
         """step += 1 and the update, after ``check``; False, with nothing changed, where the
-        step needs ``advance_steps`` and ``apply`` (parameters at different step counts, a
-        configuration the tracer refuses).
+        step needs the general path (parameters at different step counts, a configuration the
+        tracer refuses).
 
         The usual step is two numba calls: ``advance_from`` the count the last launch left
         (it checks that every counter still holds it), then the kernel. The counters are read

@@ -1,4 +1,4 @@
-// The per-step checks of a prepared param group (descend/step_plan.py), in one compiled pass.
+// The per-step checks of a prepared param group (descend/batch.py), in one compiled pass.
 //
 // On a small model (hundreds of tensors) the Python version of these checks reads every
 // parameter's gradient, its address, layout and dtype through torch's Python getters (15-20 us
@@ -37,8 +37,12 @@ bool same_state(PyObject* state, PyObject* keys, PyObject* values) {
   return true;
 }
 
-// Every parameter's state dict still holds, under each name, the buffer the plan recorded.
-bool same_buffers(PyObject* states, PyObject* names, PyObject* buffers) {
+// Every parameter's state dict still holds, under each name, the buffer the batch recorded, at
+// the address the kernel's table holds for it: the step counters' (`steps`) for the first name
+// ("step"), column 1 + c of the table's rows for the others (memory can move under the same
+// tensor object: share_memory_(), .data = ..., set_()).
+bool same_buffers(PyObject* states, PyObject* names, PyObject* buffers, const int64_t* rows,
+                  int64_t row_width, const int64_t* steps) {
   if (!PyList_Check(states) || !PyTuple_Check(names) || !PyList_Check(buffers)) return false;
   const Py_ssize_t n = PyList_GET_SIZE(states);
   const Py_ssize_t columns = PyTuple_GET_SIZE(names);
@@ -55,7 +59,11 @@ bool same_buffers(PyObject* states, PyObject* names, PyObject* buffers) {
         PyErr_Clear();  // a buffer deleted by hand
         return false;
       }
-      if (buffer != PyList_GET_ITEM(column, i)) return false;
+      if (buffer != PyList_GET_ITEM(column, i) || !THPVariable_Check(buffer)) return false;
+      const int64_t expected = c == 0 ? steps[i] : rows[i * row_width + 1 + c];
+      if (reinterpret_cast<int64_t>(THPVariable_Unpack(buffer).data_ptr()) != expected) {
+        return false;
+      }
     }
   }
   return true;
@@ -63,22 +71,25 @@ bool same_buffers(PyObject* states, PyObject* names, PyObject* buffers) {
 
 }  // namespace
 
-// Whether this step of the group can run as the plan's one kernel call: the group's parameters,
-// the optimizer's state, every state dict's buffers are the planned objects; every parameter is
-// at its planned address (`param_addresses`, int64) and of the planned dtype (`dtype_of`'s), and
-// has a dense, contiguous CPU gradient of that dtype. The gradients' addresses are written into
-// column 1 of the kernel's address table (int64, row-major, `columns` wide) as they are read; on
-// false the caller rewrites that column.
-bool check_group(py::object params, py::object planned_params, py::object state,
+// Whether this step of the group can run as the batch's one kernel call: the group's parameters,
+// the optimizer's state, every state dict's buffers are the recorded objects, at their recorded
+// addresses; every parameter is at its recorded address (`param_addresses`, int64) and of the
+// batch's dtype (`dtype_of`'s), and has a dense, contiguous CPU gradient of that dtype. The
+// gradients' addresses are written into column 1 of the kernel's address table (int64,
+// row-major, `columns` wide) as they are read; on false the caller rewrites that column.
+bool check_group(py::object params, py::object recorded_params, py::object state,
                  py::object state_keys, py::object state_values, py::object states,
                  py::object names, py::object buffers, int64_t param_addresses, int64_t table,
-                 int64_t columns, const at::Tensor& dtype_of) {
+                 int64_t columns, int64_t step_addresses, const at::Tensor& dtype_of) {
   PyObject* list = params.ptr();
-  if (!same_objects(list, planned_params.ptr())) return false;
-  if (!same_state(state.ptr(), state_keys.ptr(), state_values.ptr())) return false;
-  if (!same_buffers(states.ptr(), names.ptr(), buffers.ptr())) return false;
-  const auto* expected = reinterpret_cast<const int64_t*>(param_addresses);
   auto* rows = reinterpret_cast<int64_t*>(table);
+  if (!same_objects(list, recorded_params.ptr())) return false;
+  if (!same_state(state.ptr(), state_keys.ptr(), state_values.ptr())) return false;
+  if (!same_buffers(states.ptr(), names.ptr(), buffers.ptr(), rows, columns,
+                    reinterpret_cast<const int64_t*>(step_addresses))) {
+    return false;
+  }
+  const auto* expected = reinterpret_cast<const int64_t*>(param_addresses);
   const auto scalar_type = dtype_of.scalar_type();
   const Py_ssize_t n = PyList_GET_SIZE(list);
   for (Py_ssize_t i = 0; i < n; ++i) {

@@ -1,4 +1,4 @@
-"""The reference engine: calls the rule once per parameter with eager torch ops.
+"""The reference backend: calls the rule once per parameter with eager torch ops.
 
 Exact by construction (it *is* the rule), works on every device and dtype, and is the engine the
 other backends are tested against. Written as plain torch ops it is also the path autograd
@@ -41,9 +41,16 @@ def apply(
         step = state["step"] if step_as_tensor else state["step"].item()
         new_param, new_buffers = rule(copy(param), grad, step=step,
                                       **{n: copy(b) for n, b in buffers.items()}, **hyper)
-        param.copy_(new_param)
-        for name, buffer in buffers.items():
-            buffer.copy_(new_buffers[name])
+        destinations = [param, *buffers.values()]
+        results = [new_param, *(new_buffers[name] for name in buffers)]
+        # A result that is another of the tensors written here (a rule may return an input as
+        # another output: {"prev": p}) is copied first, so that it keeps its value.
+        for i, result in enumerate(results):
+            for other in destinations:  # (plain loops: torch.compile resumes this frame)
+                if result is other and other is not destinations[i]:
+                    results[i] = result.clone()
+        for destination, result in zip(destinations, results, strict=True):
+            destination.copy_(result)
 
 
 def _same(t: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ class Adagrad(Optimizer):
     state_schema = (Buffer("sum", initial="initial_accumulator_value"),)
     ranges = {"lr": NONNEGATIVE, "lr_decay": NONNEGATIVE, "weight_decay": NONNEGATIVE,
               "initial_accumulator_value": NONNEGATIVE, "eps": NONNEGATIVE}
-    supports_sparse = True
+    supports_sparse = True  # where eps > 0: then a zero gradient leaves p and the sum as they are
     listings = (Listing(
         "adagrad", "Each coordinate's step shrinks with the total of its squared gradients: "
         "rare features keep large steps.",
