@@ -59,9 +59,9 @@ bool same_buffers(PyObject* states, PyObject* names, PyObject* buffers, const in
         PyErr_Clear();  // a buffer deleted by hand
         return false;
       }
-      if (buffer != PyList_GET_ITEM(column, i) || !THPVariable_Check(buffer)) return false;
+      if (buffer != PyList_GET_ITEM(column, i)) return false;  // so: the tensor recorded
       const int64_t expected = c == 0 ? steps[i] : rows[i * row_width + 1 + c];
-      if (reinterpret_cast<int64_t>(THPVariable_Unpack(buffer).data_ptr()) != expected) {
+      if (reinterpret_cast<int64_t>(THPVariable_Unpack(buffer).const_data_ptr()) != expected) {
         return false;
       }
     }
