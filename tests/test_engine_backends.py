@@ -172,9 +172,10 @@ def test_a_new_elementwise_optimizer_is_one_declaration_on_every_backend(impl):
 # ---- what the one remembered batch must notice (review of the engine rework) -----------------
 
 @pytest.mark.parametrize("checks", ["compiled", "python"])
-def test_state_memory_moved_under_the_same_tensors_is_seen(checks, monkeypatch):
+def test_state_memory_moved_under_the_same_tensors_is_announced_and_seen(checks, monkeypatch):
     """share_memory_() (Adagrad.share_memory, for Hogwild!) and ``.data =`` keep the state
-    tensors but move their memory: the next steps must update the new memory, as torch does."""
+    tensors but move their memory: after Adagrad.share_memory (which announces it) and after
+    ``state_moved()``, the next steps update the new memory, as torch does."""
     if checks == "python":
         monkeypatch.setattr(native, "module", None)
     elif native.module is None:
@@ -193,6 +194,8 @@ def test_state_memory_moved_under_the_same_tensors_is_seen(checks, monkeypatch):
                 state = opt.state[params[1]]
                 state["sum"].data = state["sum"].data.clone()
                 state["step"].data = state["step"].data.clone()
+                if isinstance(opt, descend.Optimizer):
+                    opt.state_moved()
             opt.step()
     for p, q in zip(mine, theirs, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)

@@ -132,6 +132,15 @@ class Optimizer(torch.optim.Optimizer):
             self.param_groups.pop()  # an invalid group must not stay in the optimizer
             raise
 
+    def state_moved(self) -> None:
+        """Call after moving the memory of state tensors in place (``share_memory_()``,
+        ``.data = ...`` or ``set_()`` on ``optimizer.state[p][name]``): the next step then
+        reads their addresses anew. (A prepared step checks the parameters' addresses, and the
+        state's tensors by identity, at every step, but not the state tensors' addresses: that
+        would cost 8-15% of a small model's step. Replacing a state tensor by another, or
+        ``load_state_dict``, needs no call.)"""
+        self._batches = {}
+
     def __getstate__(self) -> dict[str, Any]:
         # torch's state leaves out skip_group (a process group cannot be copied or pickled): a
         # copy skips on its own until skip_together is called on it.

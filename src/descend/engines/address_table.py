@@ -48,21 +48,11 @@ class AddressTable:
         self.sizes = np.array(sizes, dtype=np.int64)
         self.work = WorkSplit(self.sizes)
         self.step_addresses = step_addresses
-        self.step_address_pointer = step_addresses.ctypes.data
         self.steps = np.empty(len(sizes), dtype=np.float64)  # this step's counters, read anew
-        # Each state tensor's address by column (the step counters, then the buffers): memory
-        # can move under the same tensor object (share_memory_(), .data = ..., set_()).
-        self.buffer_addresses = [step_addresses.tolist(),
-                                 *(self.addresses[:, k].tolist()
-                                   for k in range(2, self.addresses.shape[1]))]
 
-    def in_place(self, params: Sequence[Tensor], buffer_columns: Sequence[Sequence[Tensor]]
-                 ) -> bool:
-        """Whether the parameters, step counters and buffers (by column) still use the memory
-        the table points to."""
-        return (list(map(_data_ptr, params)) == self.param_addresses
-                and all(list(map(_data_ptr, column)) == addresses for column, addresses
-                        in zip(buffer_columns, self.buffer_addresses, strict=True)))
+    def at_same_addresses(self, params: Sequence[Tensor]) -> bool:
+        """Whether the parameters still use the memory the table points to."""
+        return list(map(_data_ptr, params)) == self.param_addresses
 
     def refresh_grads(self, grads: Sequence[Tensor]) -> bool:
         """Writes this step's gradient addresses; False if one cannot be streamed as is (a

@@ -281,13 +281,10 @@ class Prepared:
         self._values = np.empty(0)
         self._count: float | None = None  # the counters' value after the last launch
 
-    def check(self, params: Sequence[Tensor], grads: Sequence[Tensor],
-              buffer_columns: Sequence[Sequence[Tensor]]) -> bool:
-        """Whether ``launch`` may run this step: the parameters, counters and buffers (the step
-        counters, then each buffer's column) have not moved, and the gradients (whose addresses
-        it records) are contiguous, dense and of the parameters' dtype."""
-        return (self.table.in_place(params, buffer_columns)
-                and self.table.refresh_grads(grads))
+    def check(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+        """Whether ``launch`` may run this step: the parameters have not moved and the gradients
+        (whose addresses it records) are contiguous, dense and of the parameters' dtype."""
+        return self.table.at_same_addresses(params) and self.table.refresh_grads(grads)
 
     def launch(self, hyper: Mapping[str, Any]) -> bool:
         """step += 1 and the update, after ``check``; False, with nothing changed, where the
