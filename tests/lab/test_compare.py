@@ -154,9 +154,19 @@ def test_a_different_compare_in_the_same_folder_needs_resume(tiny, capsys):
 
 def test_resume_with_more_seeds_trains_only_the_new_runs(tiny, tmp_path):
     import shutil
+    import sqlite3
 
     out = tmp_path / "copy"
-    shutil.copytree(tiny, out)
+    # The store is a live SQLite database in WAL mode: its -wal/-shm files vanish whenever the
+    # last connection to it closes (a test's connection being collected, say), so a file copy
+    # can race with that. SQLite's backup API copies it consistently.
+    shutil.copytree(tiny, out, ignore=shutil.ignore_patterns("runs.sqlite*"))
+    source, copy = sqlite3.connect(tiny / "runs.sqlite"), sqlite3.connect(out / "runs.sqlite")
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
     before = stored_runs(out)
     assert main(["compare", "--out", str(out), "--resume", "--seeds", "3",
                  "--no-landscapes"]) == 0
