@@ -165,13 +165,13 @@ class Optimizer(torch.optim.Optimizer):
         built with."""
         built_with = [dict(group) for group in self.param_groups]
         super().load_state_dict(state_dict)
-        defaults = _constructor_defaults(type(self))
+        defaults = constructor_defaults(type(self))
         for group, before in zip(self.param_groups, built_with, strict=True):
             for key, value in before.items():
                 if key in ("impl", "skip_nonfinite"):  # how this process runs, not the algorithm
                     group[key] = value
                 else:
-                    group.setdefault(key, value if key not in defaults else defaults[key])
+                    group.setdefault(key, defaults.get(key, value))
 
     def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
                         names: tuple[str, ...]) -> None:
@@ -191,17 +191,8 @@ class Optimizer(torch.optim.Optimizer):
         """The group's values for the rule's keyword arguments, one-element tensors as floats
         (kept as tensors when ``tensors``: the torch-ops step differentiates through them)."""
         owner = type(self).__name__
-
-        def value(name: str, v: Any) -> Any:
-            if tensors:
-                return v
-            if isinstance(v, Tensor):
-                return as_number(name, v, owner)
-            if isinstance(v, tuple) and any(isinstance(x, Tensor) for x in v):  # tensor betas
-                return tuple(value(f"{name}[{i}]", x) for i, x in enumerate(v))
-            return v
-
-        return {k: value(k, group[k]) for k in _keyword_arguments(rule) if k in group}
+        return {k: group[k] if tensors else _as_numbers(k, group[k], owner)
+                for k in _keyword_arguments(rule) if k in group}
 
     def _group_work(self, group: dict[str, Any]) -> GroupWork:
         """This step's parameters with a gradient, and the group's batch if it still holds."""
@@ -242,16 +233,15 @@ class Optimizer(torch.optim.Optimizer):
                                "touched would divide 0 by 0); pass eps=1e-10, the default")
         return [g.to_dense() if g.is_sparse else g for g in grads]
 
-    def _remember(self, work: GroupWork, fused: bool) -> None:
+    def _remember(self, work: GroupWork, route: Route, fused: bool) -> None:
         """After a general step: the group's batch, for the next steps to run as one kernel
         call, where every tensor ran on the numba backend and it can prepare the run."""
-        group, params = work.group, work.params
+        group, params, rule, names = work.group, work.params, route.rule, route.names
         self._batches.pop(id(group), None)
         if not fused:
             return
-        rule, names = self.rule_for(group), self.state_names(group)
-        prepared = engines.numba_backend().prepare(rule, params, work.gradients(),
-                                                   [self.state[p] for p in params], names)
+        prepared = engines.numba_backend().prepare(rule, params, work.gradients(), route.states,
+                                                   names)
         if prepared is None:
             return
         if len(self._batches) >= len(self.param_groups):  # groups gone since: forget theirs
@@ -298,8 +288,7 @@ class Optimizer(torch.optim.Optimizer):
                     continue
                 states = self._states(group, params)
                 with torch.no_grad():
-                    for state in states:
-                        state["step"] += 1
+                    reference.advance_steps([state["step"] for state in states])
                 rule = self.rule_for(group)
                 reference.apply(rule, params, grads, states, self.state_names(group),
                                 self._hyperparameters(group, rule, tensors=True),
@@ -333,9 +322,10 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             if w.ready and w.batch.launch(self._hyperparameters(w.group, w.batch.rule)):
                 continue  # the usual step: the same tensors as at the last one
-            fused = self._step_group(w, routes.get(id(w.group)) or self._route(w))
+            route = routes.get(id(w.group)) or self._route(w)
+            fused = self._step_group(w, route)
             if not w.ready:  # no batch, or one whose tensors moved: remember this step's
-                self._remember(w, fused)
+                self._remember(w, route, fused)
         return loss
 
     def _states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict[str, Any]]:
@@ -362,21 +352,18 @@ class Optimizer(torch.optim.Optimizer):
         hyper = self._hyperparameters(group, rule)
         parts = engines.partition(impl, params, work.gradients(), states, names)
         if impl != "auto" and any(b is not reference for b in parts):  # a traced backend
-            try:
-                counts = state_schema.step_values([state["step"] for state in states])
-                for step in {count + 1 for count in counts}:
-                    trace_for(rule, names, hyper, step)
+            try:  # a refusal is remembered for the configuration: one step count tells
+                trace_for(rule, names, hyper, float(states[0]["step"]) + 1)
             except TraceError as e:
                 raise ValueError(f"impl={impl!r}: {e}. Use impl='reference' (or 'auto', which "
                                  "falls back to it) for this rule.") from e
-        return Route(states, hyper, parts)
+        return Route(rule, names, states, hyper, parts)
 
     def _step_group(self, work: GroupWork, route: Route) -> bool:
         """The general path: each tensor on the backend ``_route`` chose. True where all of
         them ran on the numba backend (the next steps can then run prepared)."""
-        group, params, grads = work.group, work.params, work.gradients()
-        states, hyper, parts = route
-        rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
+        params, grads, impl = work.params, work.gradients(), work.group["impl"]
+        rule, names, states, hyper, parts = route
         steps = [state["step"] for state in states]
         reference.advance_steps(steps)  # one call: a per-tensor += costs more than a small update
         fused = list(parts) == [engines.numba_backend()]
@@ -419,6 +406,8 @@ def _hooked_step(step: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) 
 class Route(NamedTuple):
     """A group's general-path step, decided before any group is updated (``_route``)."""
 
+    rule: Callable[..., Any]
+    names: tuple[str, ...]
     states: list[dict[str, Any]]
     hyper: dict[str, Any]
     parts: dict[Any, list[int]]  # backend -> indices of the tensors it updates
@@ -432,6 +421,15 @@ def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, An
     if "torch._dynamo" not in sys.modules:
         add = getattr(add, "__wrapped__", add)
     add(optimizer, group)
+
+
+def _as_numbers(name: str, value: Any, owner: str) -> Any:
+    """A one-element tensor as a float, a tuple's tensors (tensor betas) item by item."""
+    if isinstance(value, Tensor):
+        return as_number(name, value, owner)
+    if isinstance(value, tuple) and any(isinstance(x, Tensor) for x in value):
+        return tuple(_as_numbers(f"{name}[{i}]", x, owner) for i, x in enumerate(value))
+    return value
 
 
 def _detached(value: Any) -> Any:
@@ -453,7 +451,8 @@ def _check_fused(p: Tensor) -> None:
 
 
 @functools.cache
-def _constructor_defaults(cls: type) -> dict[str, Any]:
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of ``cls``'s constructor arguments, by name."""
     params = inspect.signature(cls.__init__).parameters.values()
     return {p.name: p.default for p in params if p.default is not p.empty}
 

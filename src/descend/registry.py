@@ -8,15 +8,14 @@ The lab's cheat sheet, reports and command-line parser read from here.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import Tensor
 
 from descend import optimizers
-from descend.optimizer import IMPLEMENTATION_KEYWORDS, Optimizer
+from descend.optimizer import IMPLEMENTATION_KEYWORDS, Optimizer, constructor_defaults
 
 
 @dataclass(frozen=True)
@@ -32,18 +31,15 @@ class Entry:
 
     def defaults(self) -> dict[str, Any]:
         """The hyperparameters this entry runs with when the user gives none."""
-        sig = inspect.signature(self.cls.__init__)
-        values = {n: p.default for n, p in sig.parameters.items()
-                  if p.default is not p.empty and n not in _PLUMBING}
-        return {**values, **self.overrides}
+        values = constructor_defaults(self.cls)
+        return {**{n: v for n, v in values.items() if n not in _PLUMBING}, **self.overrides}
 
 
 # Keywords every optimizer takes that are not hyperparameters of its algorithm.
 _PLUMBING = {*IMPLEMENTATION_KEYWORDS, "skip_nonfinite", "impl"}
 
 _ENTRIES = [
-    Entry(listing.name, cls, listing.intuition, listing.latex, dict(listing.overrides),
-          listing.source)
+    Entry(cls=cls, **asdict(listing))
     for cls in map(vars(optimizers).get, optimizers.__all__)
     for listing in vars(cls).get("listings", ())  # declared by the class itself, not inherited
 ]

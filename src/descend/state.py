@@ -60,11 +60,3 @@ def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> tuple[str, ..
     """The element buffers this group's configuration keeps, in declaration order."""
     return tuple(b.name for b in schema if b.needed(group))
 
-
-def step_values(steps: list[Tensor]) -> list[float]:
-    """The step counters as Python floats, read in one op (not an ``.item()`` per tensor)."""
-    try:
-        values = torch.stack(steps).reshape(-1).tolist()
-    except RuntimeError:  # counters of different shapes or devices
-        values = []
-    return values if len(values) == len(steps) else [s.item() for s in steps]

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
-from descend.state import step_values
+from descend.engines.reference import real_view
 
 Scalar = float | list[float]  # one value for the whole batch, or one per tensor
 
@@ -56,7 +56,7 @@ def apply(
     live = [i for i, p in enumerate(params) if p.numel()]  # zero-size tensors: nothing to do
     if not live:
         return
-    steps = step_values([states[i]["step"] for i in live])
+    steps = _step_values([states[i]["step"] for i in live])
     for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
         batches: dict[tuple, list[int]] = {}
         for j in members:
@@ -69,6 +69,14 @@ def apply(
             _run(trace, leaves, [steps[j] for j in batch], hyper)
 
 
+def _step_values(steps: list[Tensor]) -> list[float]:
+    """The step counters as Python floats, read in one op (not an ``.item()`` per tensor)."""
+    try:
+        values = torch.stack(steps).reshape(-1).tolist()
+    except RuntimeError:  # counters of different shapes or devices
+        values = []
+    return values if len(values) == len(steps) else [s.item() for s in steps]
+
 
 def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequence[Tensor],
             states: Sequence[dict[str, Any]]) -> list[Tensor]:
@@ -80,8 +88,7 @@ def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequ
         tensors = [grads[i] for i in indices]
     else:
         tensors = [states[i][name] for i in indices]
-    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
-
+    return list(map(real_view, tensors))
 
 
 def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],

@@ -15,7 +15,7 @@ group whose next steps touch the same tensors (``descend.batch`` decides when th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numba
@@ -34,6 +34,7 @@ from descend.engines.ir import (
     trace_for,
     traces_by_step,
 )
+from descend.engines.reference import real_view
 from descend.engines.work_split import WorkSplit
 
 DTYPES = {torch.float32: "float32", torch.float64: "float64",
@@ -96,8 +97,7 @@ def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
 def _operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
               state_names: Sequence[str]) -> list[Tensor]:
     """p, g and the state buffers, as real tensors sharing p's memory layout."""
-    tensors = [p, g, *[state[n] for n in state_names]]
-    return [torch.view_as_real(t) for t in tensors] if p.is_complex() else tensors
+    return list(map(real_view, (p, g, *(state[n] for n in state_names))))
 
 
 def _step_addresses(steps: Sequence[Tensor]) -> np.ndarray | None:
@@ -174,16 +174,27 @@ def _address_table(params: Sequence[Tensor], grads: Sequence[Tensor],
     step_addresses = _step_addresses([s["step"] for s in states])
     if step_addresses is None:
         return None
-    rows, sizes = [], []
-    for p, g, state in zip(params, grads, states, strict=True):
-        ops = _operands(p, g, state, names)
+    rows, sizes, _, strided = _rows(zip(params, grads, states, strict=True), names)
+    if strided:
+        return None
+    return AddressTable(params, rows, sizes, step_addresses, DTYPES[params[0].dtype])
+
+
+def _rows(batch: Iterable[tuple[Tensor, Tensor, Mapping[str, Any]]], state_names: Sequence[str]
+          ) -> tuple[list[list[int]], list[int], list[int], list[tuple[int, list[Tensor]]]]:
+    """The kernel's address rows and sizes of the tensors it streams as they are, their indices
+    in ``batch``, and the operands of the others (strided: run one at a time)."""
+    rows, sizes, direct, strided = [], [], [], []
+    for k, (p, g, state) in enumerate(batch):
+        ops = _operands(p, g, state, state_names)
         row = _address_row(ops)
         if row is None:
-            return None
-        rows.append(row)
-        sizes.append(ops[0].numel())
-    return AddressTable(params, rows, sizes, step_addresses,
-                        DTYPES[params[0].dtype])
+            strided.append((k, ops))
+        else:
+            rows.append(row)
+            sizes.append(ops[0].numel())
+            direct.append(k)
+    return rows, sizes, direct, strided
 
 
 def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.ndarray,
@@ -237,16 +248,7 @@ def _run_trace(rule: Callable, trace: Trace, dtype: str,
                batch: list[tuple[Tensor, Tensor, dict[str, Any]]], state_names: Sequence[str],
                hyper: Mapping[str, Any], steps: np.ndarray) -> None:
     kernel = _kernel(trace, dtype, rule)
-    rows, sizes, direct, strided = [], [], [], []
-    for k, (p, g, state) in enumerate(batch):
-        ops = _operands(p, g, state, state_names)
-        row = _address_row(ops)
-        if row is None:
-            strided.append((k, ops))
-        else:
-            rows.append(row)
-            sizes.append(ops[0].numel())
-            direct.append(k)
+    rows, sizes, direct, strided = _rows(batch, state_names)
     if rows:
         _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
     for k, ops in strided:  # one at a time: at most one copy per operand is alive
