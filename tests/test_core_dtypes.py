@@ -80,14 +80,8 @@ def test_bfloat16_tracks_a_float32_run(config):
         torch.testing.assert_close(a.float(), b, rtol=BF16_RTOL, atol=0.05 * moved)
 
 
-@configs(TORCH_CONFIGS)
-def test_bfloat16_matches_torch_bfloat16(config):
-    """Same algorithm, same dtype: descend and torch round differently inside a step (torch's
-    fused addcmul/lerp keep float32 intermediates), so allow a few bfloat16 spacings."""
-    ours = run(lambda p: config.build(_groups(config, p)), _params(torch.bfloat16))
-    theirs = run(lambda p: config.build_torch(_groups(config, p)), _params(torch.bfloat16))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a.float(), b.float(), rtol=BF16_RTOL, atol=2**-8)
+# bfloat16 and float16 against the float32 step done by hand: tests/test_low_precision.py (torch's
+# own bf16/fp16 kernels are not a reference: see there).
 
 
 # ---- complex ------------------------------------------------------------------------------------

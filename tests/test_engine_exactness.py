@@ -208,9 +208,9 @@ def test_checkpoint_from_one_engine_resumes_on_the_other(config, first):
 
 
 def test_fast_refuses_what_it_cannot_run_and_auto_falls_back():
-    p = torch.randn(10, dtype=torch.bfloat16, requires_grad=True)
-    p.grad = torch.randn(10, dtype=torch.bfloat16)
-    with pytest.raises(ValueError, match=r"impl='fast'.*bfloat16.*'auto'"):
+    p = torch.randn(10).to(torch.float8_e4m3fn).requires_grad_()
+    p.grad = torch.randn(10).to(torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match=r"impl='fast'.*float8_e4m3fn.*'auto'"):
         descend.Adam([p], impl="fast").step()
     q = p.detach().clone().requires_grad_()
     q.grad = p.grad.clone()

@@ -45,7 +45,8 @@ class Batch:
         # The whole state by identity (keys and values, in order): a C-level pass that needs no
         # tensor hashing, unlike ``state[p]`` per parameter (torch's Tensor.__hash__ is Python).
         self.state_keys, self.state_values = list(state), list(state.values())
-        self.rule, self.names, self.impl, self.prepared = rule, names, group["impl"], prepared
+        self.rule, self.names, self.prepared = rule, names, prepared
+        self.settings = _settings(group)
         self.columns = ("step", *names)
         self.getters = [itemgetter(n) for n in self.columns]
         self.buffer_columns = [list(map(get, self.states)) for get in self.getters]
@@ -56,7 +57,7 @@ class Batch:
                        names: tuple[str, ...]) -> bool:
         """The same group and optimizer state, with the configuration the batch was made for."""
         return (group is self.group and state is self.state and rule is self.rule
-                and names == self.names and group["impl"] == self.impl)
+                and names == self.names and _settings(group) == self.settings)
 
     def holds(self, group: dict[str, Any], state: dict, present: list[bool]) -> bool:
         """Whether this step (whose parameters with a gradient are ``present``) updates the
@@ -94,6 +95,13 @@ class Batch:
         """The step as one kernel call, after ``ready``; False (nothing done) where it needs
         the general path."""
         return self.prepared.launch(hyper)
+
+
+def _settings(group: dict[str, Any]) -> tuple:
+    """What the prepared run was built for besides the rule: the engine, and how state is
+    stored and rounded."""
+    return (group["impl"], group["state_dtype"], group["stochastic_rounding"],
+            group.get("rounding_seed"))
 
 
 def with_grad(all_params: list[Tensor]) -> tuple[list[bool], list[Tensor], list[Tensor]]:

@@ -4,11 +4,12 @@ For every algorithm: descend's default step, and torch's for-loop, foreach and f
 torch has them) on the same parameters and gradients. torch's fastest is then run interleaved with
 descend, step for step, and the table quotes the median of the per-pair ratios (timings drift on a
 shared machine; ratios of interleaved steps do not). The bandwidth bound: an optimizer step reads
-and writes parameters, gradients and state once (bytes per parameter per fp32 step below), so its
-best time is bytes / the attainable bandwidth, measured here as the best of an in-place add and
-torch's fused SGD and Adam over one 64M-element tensor. Also printed: the peak extra memory of a
-descend step (allocations beyond parameters, gradients and state) and the first step's time in a
-fresh process, with an empty and with a warm kernel cache.
+and writes parameters and state once and reads gradients once (bytes per parameter as stored,
+below: ``--dtype bfloat16`` halves them), so its best time is bytes / the attainable bandwidth,
+measured here as the best of an in-place add and torch's fused SGD and Adam over one
+64M-element tensor. Also printed: the optimizer state's bytes per parameter, the peak extra
+memory of a descend step (allocations beyond parameters, gradients and state) and the first
+step's time in a fresh process, with an empty and with a warm kernel cache.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class Algorithm:
     torch_cls: type[torch.optim.Optimizer]
     torch_hyper: dict[str, Any]
     has_fused: bool
-    bytes_per_param: int  # fp32: read p, g, state; write p, state
     note: str = ""
 
     def torch_impls(self) -> dict[str, dict[str, Any]]:
@@ -58,24 +58,25 @@ class Algorithm:
 
 
 ALGORITHMS = [
-    Algorithm("sgd", "sgd", {"lr": 1e-3}, torch.optim.SGD, {"lr": 1e-3}, True, 12),
+    Algorithm("sgd", "sgd", {"lr": 1e-3}, torch.optim.SGD, {"lr": 1e-3}, True),
     Algorithm("momentum", "momentum", {"lr": 1e-3}, torch.optim.SGD,
-              {"lr": 1e-3, "momentum": 0.9}, True, 20),
+              {"lr": 1e-3, "momentum": 0.9}, True),
     Algorithm("nesterov", "nesterov", {"lr": 1e-3}, torch.optim.SGD,
-              {"lr": 1e-3, "momentum": 0.9, "nesterov": True}, True, 20),
-    Algorithm("adagrad", "adagrad", {}, torch.optim.Adagrad, {}, True, 20),
-    Algorithm("rmsprop", "rmsprop", {}, torch.optim.RMSprop, {}, False, 20),
+              {"lr": 1e-3, "momentum": 0.9, "nesterov": True}, True),
+    Algorithm("adagrad", "adagrad", {}, torch.optim.Adagrad, {}, True),
+    Algorithm("rmsprop", "rmsprop", {}, torch.optim.RMSprop, {}, False),
     Algorithm("rmsprop+momentum", "rmsprop", {"momentum": 0.9}, torch.optim.RMSprop,
-              {"momentum": 0.9}, False, 28),
+              {"momentum": 0.9}, False),
     Algorithm("rmsprop-nesterov", "rmsprop-nesterov", {}, torch.optim.RMSprop,
-              {"lr": 1e-3, "momentum": 0.9}, False, 28,
+              {"lr": 1e-3, "momentum": 0.9}, False,
               note="torch has no RMSprop with Nesterov momentum: compared with its momentum form"),
-    Algorithm("adadelta", "adadelta", {}, torch.optim.Adadelta, {}, False, 28),
-    Algorithm("adam", "adam", {}, torch.optim.Adam, {}, True, 28),
+    Algorithm("adadelta", "adadelta", {}, torch.optim.Adadelta, {}, False),
+    Algorithm("adam", "adam", {}, torch.optim.Adam, {}, True),
     Algorithm("adam amsgrad", "adam", {"amsgrad": True}, torch.optim.Adam, {"amsgrad": True},
-              True, 36),
-    Algorithm("adamw", "adamw", {}, torch.optim.AdamW, {}, True, 28),
+              True),
+    Algorithm("adamw", "adamw", {}, torch.optim.AdamW, {}, True),
 ]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BY_NAME = {a.name: a for a in ALGORITHMS}
 
 
@@ -93,14 +94,26 @@ def shape_sizes(shape: str) -> tuple[list[int], str]:
     raise ValueError(f"unknown --shape {shape!r}; choose large, small or tiny")
 
 
-def make_params(sizes: list[int], seed: int = 0) -> list[torch.Tensor]:
+def make_params(sizes: list[int], seed: int = 0,
+                dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     params = []
     for n in sizes:
-        p = torch.randn(n, generator=g)
-        p.grad = torch.randn(n, generator=g) * 1e-2
+        p = torch.randn(n, generator=g).to(dtype)
+        p.grad = (torch.randn(n, generator=g) * 1e-2).to(dtype)
         params.append(p)
     return params
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the optimizer's per-element state (step counters and other scalars left out)."""
+    return sum(t.nbytes for state in optimizer.state.values() for t in state.values()
+               if isinstance(t, torch.Tensor) and t.dim() > 0)
+
+
+def bytes_moved(params: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> int:
+    """What a step must move at least: read and write parameters and state, read gradients."""
+    return sum(2 * p.nbytes + p.grad.nbytes for p in params) + 2 * state_bytes(optimizer)
 
 
 def step_times_ms(step: Callable[[], Any], steps: int) -> list[float]:
@@ -239,12 +252,18 @@ class Row:
     ratio: float
     fraction_of_bound: float
     peak_extra_bytes: int
+    bytes_per_param: float  # moved by a step
+    state_bytes_per_param: float
 
 
 def compare(algorithm: Algorithm, sizes: list[int], steps: int, candidate_steps: int,
-            bandwidth: float) -> Row:
-    ours_params, theirs_params = make_params(sizes), make_params(sizes)
-    ours = descend.create(algorithm.descend_name, ours_params, **algorithm.hyper)
+            bandwidth: float, dtype: torch.dtype = torch.float32,
+            options: dict[str, Any] | None = None) -> Row:
+    """descend (with constructor ``options`` such as state_dtype) against torch's fastest
+    implementation, on parameters and gradients of ``dtype``."""
+    ours_params, theirs_params = make_params(sizes, dtype=dtype), make_params(sizes, dtype=dtype)
+    ours = descend.create(algorithm.descend_name, ours_params, **algorithm.hyper,
+                          **(options or {}))
     ours.step()  # compiles (or loads) the kernel and allocates state
     best_ms, best_impl = float("inf"), ""
     for impl, flags in algorithm.torch_impls().items():
@@ -262,21 +281,24 @@ def compare(algorithm: Algorithm, sizes: list[int], steps: int, candidate_steps:
         ours_times.append(median_ms(ours.step, 1))
         theirs_times.append(median_ms(theirs.step, 1))
     ours_ms = statistics.median(ours_times)
-    nbytes = algorithm.bytes_per_param * sum(sizes)
+    nbytes, n = bytes_moved(ours_params, ours), sum(sizes)
     return Row(algorithm, ours_ms, statistics.median(theirs_times), best_impl,
                statistics.median(t / o for o, t in zip(ours_times, theirs_times, strict=True)),
-               nbytes / (ours_ms / 1e3) / 1e9 / bandwidth, peak_extra_bytes(ours.step))
+               nbytes / (ours_ms / 1e3) / 1e9 / bandwidth, peak_extra_bytes(ours.step),
+               nbytes / n, state_bytes(ours) / n)
 
 
 def format_table(rows: list[Row], largest_param_bytes: int) -> str:
     head = (f"{'algorithm':<18} {'B/param':>7} {'descend ms':>10} {'torch ms':>9} "
-            f"{'torch impl':<10} {'ratio':>6} {'of bound':>8} {'peak extra':>10}")
+            f"{'torch impl':<10} {'ratio':>6} {'of bound':>8} {'peak extra':>10} "
+            f"{'state B/param':>13}")
     lines = [head, "-" * len(head)]
     for r in rows:
         extra = f"{r.peak_extra_bytes / MB:.2f} MB"
-        lines.append(f"{r.algorithm.name:<18} {r.algorithm.bytes_per_param:>7} "
+        lines.append(f"{r.algorithm.name:<18} {r.bytes_per_param:>7.0f} "
                      f"{r.descend_ms:>10.2f} {r.torch_ms:>9.2f} {r.torch_impl:<10} "
-                     f"{r.ratio:>5.2f}x {r.fraction_of_bound:>8.2f} {extra:>10}")
+                     f"{r.ratio:>5.2f}x {r.fraction_of_bound:>8.2f} {extra:>10} "
+                     f"{r.state_bytes_per_param:>13.0f}")
     notes = [f"* {r.algorithm.name}: {r.algorithm.note}" for r in rows if r.algorithm.note]
     lines.append(f"ratio: torch ms / descend ms, median of per-pair ratios of interleaved steps. "
                  f"peak extra: beyond params, grads and state (largest param: "
@@ -296,6 +318,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     parser.add_argument("--bandwidth-elements", type=int, default=64 * 2**20,
                         help="size of the tensor the attainable bandwidth is measured on")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                        help="dtype of parameters and gradients (the state takes it too unless "
+                             "--state-dtype is given), for descend and torch alike")
+    parser.add_argument("--state-dtype", choices=list(DTYPES), default=None,
+                        help="descend's state_dtype (torch keeps its state in the parameters' "
+                             "dtype)")
     parser.add_argument("--no-first-step", action="store_true",
                         help="skip timing the first step in fresh processes (cold, warm cache)")
 
@@ -317,16 +345,20 @@ def run(args: argparse.Namespace) -> int:
     from descend.engines import native
 
     checks = "compiled" if native.enabled() and native.library_path().exists() else "Python"
-    print(f"descend bench: shape {args.shape}: {sum(sizes) / 1e6:.2f}M fp32 parameters in "
-          f"{description}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"impl='auto' runs CPU float tensors on {engine}, {checks} per-step checks")
+    dtype = DTYPES[args.dtype]
+    options = {} if args.state_dtype is None else {"state_dtype": DTYPES[args.state_dtype]}
+    state = f", descend's state in {args.state_dtype}" if args.state_dtype else ""
+    print(f"descend bench: shape {args.shape}: {sum(sizes) / 1e6:.2f}M {args.dtype} parameters "
+          f"in {description}{state}; torch {torch.__version__}, {torch.get_num_threads()} "
+          f"threads, impl='auto' runs CPU float tensors on {engine}, {checks} per-step checks")
     print(f"attainable bandwidth: {bandwidth:.1f} GB/s (best: {source}, "
           f"{args.bandwidth_elements / 2**20:.0f}M elements)", flush=True)
     rows = []
     for name in names:
-        rows.append(compare(BY_NAME[name], sizes, args.steps, args.candidate_steps, bandwidth))
+        rows.append(compare(BY_NAME[name], sizes, args.steps, args.candidate_steps, bandwidth,
+                            dtype, options))
         print(f"  {name}: done", file=sys.stderr, flush=True)
-    print(format_table(rows, 4 * max(sizes)))
+    print(format_table(rows, dtype.itemsize * max(sizes)))
     if not args.no_first_step:
         algorithm = BY_NAME[names[0] if "adam" not in names else "adam"]
         with tempfile.TemporaryDirectory(prefix="descend-bench-cache-") as cache:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from descend import engines
+from descend import engines, precision
 from descend import state as state_schema
 from descend.batch import Batch, GroupWork, with_grad
 from descend.distributed import all_finite
@@ -31,6 +31,9 @@ from descend.validation import Interval, as_number, check_group
 # checks the parameters' devices as torch does; differentiable=True runs the step as torch ops
 # under autograd (``_step_in_torch_ops``).
 IMPLEMENTATION_KEYWORDS = ("foreach", "fused", "capturable", "differentiable")
+# How state is stored and rounded: a checkpoint's values win, and one that lacks them (torch's,
+# or an older version's) keeps this optimizer's.
+STORAGE_KEYS = ("state_dtype", "stochastic_rounding", "rounding_seed")
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,15 @@ class Optimizer(torch.optim.Optimizer):
     configuration picks the rule), its ``state_schema`` (the buffers the rule reads and
     returns: ``descend.state.Buffer``), its hyperparameter ``ranges``, and its constructor,
     whose signature and defaults are torch's where torch has the algorithm, and its
-    ``listings`` in the registry (``Listing``; not inherited)."""
+    ``listings`` in the registry (``Listing``; not inherited).
+
+    Every optimizer also takes ``state_dtype`` (the storage dtype of the per-element state:
+    None keeps the parameter's, as torch does; torch.bfloat16 halves an fp32 model's optimizer
+    memory, torch.float32 keeps a bf16 model's state at full precision) and
+    ``stochastic_rounding`` (bfloat16/float16 parameters and state are written with unbiased
+    stochastic rounding instead of round-to-nearest: an update smaller than half an ulp then
+    moves the value on average instead of never; with float32 and float64 tensors it changes
+    nothing). The math always runs in float32 or wider (``descend.precision``)."""
 
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]]
     state_schema: tuple[Buffer, ...] = ()
@@ -72,18 +83,23 @@ class Optimizer(torch.optim.Optimizer):
         fused: bool | None = None,
         capturable: bool = False,
         differentiable: bool = False,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         if fused and differentiable:  # torch's errors
             raise RuntimeError("`fused` does not support `differentiable`")
         if fused and foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
         engines.check_impl(impl)  # fails early on an unknown engine name
+        precision.check_state_dtype(state_dtype, type(self).__name__)
         defaults = dict(defaults, foreach=foreach, fused=fused, capturable=capturable,
                         differentiable=bool(differentiable),
-                        skip_nonfinite=bool(skip_nonfinite), impl=impl)
+                        skip_nonfinite=bool(skip_nonfinite), impl=impl, state_dtype=state_dtype,
+                        stochastic_rounding=bool(stochastic_rounding))
         self.skipped_steps = 0
         self.skip_group = None  # ranks that skip together (descend.distributed.skip_together)
         self._batches: dict[int, Batch] = {}  # by id(group): what its last step touched
+        self._stored_as: dict[int, Any] = {}  # by id(group): the state_dtype its state has
         super().__init__(params, defaults)
 
     # ---- what a subclass describes -------------------------------------------------------
@@ -102,6 +118,9 @@ class Optimizer(torch.optim.Optimizer):
             values = {k: _detached(v) for k, v in group.items()}
         check_group(values, self.ranges, type(self).__name__)
         engines.check_impl(group["impl"])  # a group may name its own engine
+        precision.check_state_dtype(group["state_dtype"], type(self).__name__)
+        if group["stochastic_rounding"] and group.get("rounding_seed") is None:
+            group["rounding_seed"] = _new_seed()
 
     # ---- plumbing -------------------------------------------------------------------------
     @staticmethod
@@ -150,7 +169,7 @@ class Optimizer(torch.optim.Optimizer):
         # torch's load_state_dict also calls __setstate__ (without these keys): keep them.
         self.skipped_steps = state.pop("skipped_steps", getattr(self, "skipped_steps", 0))
         self.skip_group = getattr(self, "skip_group", None)
-        self._batches = {}
+        self._batches, self._stored_as = {}, {}
         super().__setstate__(state)
         for p_state in self.state.values():  # a step saved as a number (older torch, by hand)
             step = p_state.get("step")
@@ -164,14 +183,27 @@ class Optimizer(torch.optim.Optimizer):
         engine choices ``impl`` and ``skip_nonfinite`` keep the values this optimizer was
         built with."""
         built_with = [dict(group) for group in self.param_groups]
+        saved = _saved_buffers(state_dict, {b.name for b in self.state_schema})
         super().load_state_dict(state_dict)
         defaults = constructor_defaults(type(self))
         for group, before in zip(self.param_groups, built_with, strict=True):
             for key, value in before.items():
                 if key in ("impl", "skip_nonfinite"):  # how this process runs, not the algorithm
                     group[key] = value
+                elif key in STORAGE_KEYS:
+                    group.setdefault(key, value)
                 else:
                     group.setdefault(key, defaults.get(key, value))
+            self.check_hyperparameters(group)
+        # torch casts every state tensor to its parameter's dtype, which would round an fp32
+        # state saved for bf16 parameters: the saved buffers are cast to their storage dtype.
+        for group, saved_group in zip(self.param_groups, state_dict["param_groups"], strict=True):
+            for p, index in zip(group["params"], saved_group["params"], strict=True):
+                state = self.state.get(p, {})
+                for buffer in self.state_schema:
+                    if (index, buffer.name) in saved and buffer.name in state:
+                        state[buffer.name] = saved[index, buffer.name].to(
+                            device=p.device, dtype=buffer.storage_dtype(p, group))
 
     def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
                         names: tuple[str, ...]) -> None:
@@ -241,7 +273,7 @@ class Optimizer(torch.optim.Optimizer):
         if not fused:
             return
         prepared = engines.numba_backend().prepare(rule, params, work.gradients(), route.states,
-                                                   names)
+                                                   names, route.keys)
         if prepared is None:
             return
         if len(self._batches) >= len(self.param_groups):  # groups gone since: forget theirs
@@ -277,13 +309,15 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         groups = []
         for group in self.param_groups:
+            present = [p.grad is not None for p in group["params"]]
             params = [p for p in group["params"] if p.grad is not None]
-            groups.append((group, params, self._dense(group, [p.grad for p in params])))
+            groups.append((group, params, self._dense(group, [p.grad for p in params]),
+                           _rounding_keys(group, present)))
         if self.defaults["skip_nonfinite"] and not self._all_finite(
-                [g for _, _, grads in groups for g in grads]):
+                [g for _, _, grads, _ in groups for g in grads]):
             return self._skip(loss)
         with torch.set_grad_enabled(self.defaults["differentiable"]):
-            for group, params, grads in groups:
+            for group, params, grads, keys in groups:
                 if not params:
                     continue
                 states = self._states(group, params)
@@ -291,7 +325,7 @@ class Optimizer(torch.optim.Optimizer):
                     reference.advance_steps([state["step"] for state in states])
                 rule = self.rule_for(group)
                 reference.apply(rule, params, grads, states, self.state_names(group),
-                                self._hyperparameters(group, rule, tensors=True),
+                                self._hyperparameters(group, rule, tensors=True), keys,
                                 step_as_tensor=step_as_tensor)
         return loss
 
@@ -332,6 +366,8 @@ class Optimizer(torch.optim.Optimizer):
         """The parameters' state dicts, completed with what this group's configuration needs."""
         names = self.state_names(group)
         required = {"step", *names}
+        if self._stored_as.get(id(group), ()) != group["state_dtype"]:
+            self._cast_state(group)
         states = []
         for p in params:
             if group["fused"]:
@@ -341,6 +377,18 @@ class Optimizer(torch.optim.Optimizer):
                 self._complete_state(p, state, group, names)
             states.append(state)
         return states
+
+    def _cast_state(self, group: dict[str, Any]) -> None:
+        """The group's state buffers in their storage dtype: at the first step of a group, after
+        a load, and after its ``state_dtype`` was changed."""
+        for p in group["params"]:
+            state = self.state.get(p)
+            for buffer in self.state_schema if state else ():
+                if buffer.name in state:
+                    dtype = buffer.storage_dtype(p, group)
+                    if state[buffer.name].dtype != dtype:
+                        state[buffer.name] = state[buffer.name].to(dtype)
+        self._stored_as[id(group)] = group["state_dtype"]
 
     def _route(self, work: GroupWork) -> Route:
         """What the general path needs, found before any group is updated: the completed state
@@ -357,27 +405,28 @@ class Optimizer(torch.optim.Optimizer):
             except TraceError as e:
                 raise ValueError(f"impl={impl!r}: {e}. Use impl='reference' (or 'auto', which "
                                  "falls back to it) for this rule.") from e
-        return Route(rule, names, states, hyper, parts)
+        return Route(rule, names, states, hyper, parts, _rounding_keys(group, work.present))
 
     def _step_group(self, work: GroupWork, route: Route) -> bool:
         """The general path: each tensor on the backend ``_route`` chose. True where all of
         them ran on the numba backend (the next steps can then run prepared)."""
         params, grads, impl = work.params, work.gradients(), work.group["impl"]
-        rule, names, states, hyper, parts = route
+        rule, names, states, hyper, parts, keys = route
         steps = [state["step"] for state in states]
         reference.advance_steps(steps)  # one call: a per-tensor += costs more than a small update
         fused = list(parts) == [engines.numba_backend()]
         for backend, indices in parts.items():
             part = ([params[i] for i in indices], [grads[i] for i in indices],
                     [states[i] for i in indices])
+            part_keys = None if keys is None else [keys[i] for i in indices]
             try:
-                backend.apply(rule, *part, names, hyper)
+                backend.apply(rule, *part, names, hyper, part_keys)
             except TraceError as e:  # raised before the backend wrote anything
                 if impl != "auto":  # _route traced it: not expected; undo the step's count
                     torch._foreach_sub_(steps, 1)
                     raise
                 engines.log.debug("impl='auto': %s; the reference backend runs it", e)
-                reference.apply(rule, *part, names, hyper)
+                reference.apply(rule, *part, names, hyper, part_keys)
                 fused = False
         return fused
 
@@ -411,6 +460,30 @@ class Route(NamedTuple):
     states: list[dict[str, Any]]
     hyper: dict[str, Any]
     parts: dict[Any, list[int]]  # backend -> indices of the tensors it updates
+    keys: list[int] | None  # the tensors' stochastic-rounding streams (None: to nearest)
+
+
+def _rounding_keys(group: dict[str, Any], present: list[bool]) -> list[int] | None:
+    """The stream key of each parameter with a gradient (``present``), from the group's seed
+    and the parameter's index in the group; None without stochastic rounding."""
+    if not group["stochastic_rounding"]:
+        return None
+    if group.get("rounding_seed") is None:  # switched on by hand since the group was added
+        group["rounding_seed"] = _new_seed()
+    seed = group["rounding_seed"]
+    return [precision.stream_key(seed, i) for i, has_grad in enumerate(present) if has_grad]
+
+
+def _new_seed() -> int:
+    """A 32-bit seed from torch's default generator (drawn only where stochastic rounding is
+    on: otherwise constructing an optimizer leaves the user's random stream untouched)."""
+    return int(torch.randint(0, 2**32, (), dtype=torch.int64))
+
+
+def _saved_buffers(state_dict: dict[str, Any], names: set[str]) -> dict[tuple[Any, str], Tensor]:
+    """The per-parameter state tensors of a state dict, by (parameter index, buffer name)."""
+    return {(index, name): value for index, state in state_dict["state"].items()
+            for name, value in state.items() if name in names and isinstance(value, Tensor)}
 
 
 def _torch_add_param_group(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> None:

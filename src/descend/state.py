@@ -26,7 +26,8 @@ class Buffer:
     that holds it.
     ``per``: "element" (shaped like the parameter) or "tensor" (one value per parameter, a 0-d
     tensor like the step counter).
-    ``dtype``: its storage dtype; None stores it in the parameter's dtype, as torch does.
+    ``dtype``: its storage dtype; None stores it in the group's ``state_dtype``, or, where that
+    is None, in the parameter's dtype, as torch does.
     """
 
     name: str
@@ -40,11 +41,26 @@ class Buffer:
             return True
         return bool(group[self.when]) if isinstance(self.when, str) else self.when(group)
 
+    def storage_dtype(self, p: Tensor, group: Mapping[str, Any]) -> torch.dtype:
+        """The dtype this buffer is kept in for parameter ``p`` of ``group``."""
+        if self.dtype is not None:
+            return self.dtype
+        if self.per == "tensor":
+            return scalar_dtype()
+        wanted = group.get("state_dtype")
+        if wanted is None or wanted == p.dtype:
+            return p.dtype
+        if p.is_complex() or not p.is_floating_point():
+            raise ValueError(f"state_dtype={wanted} applies to real floating-point parameters; "
+                             f"this one is {p.dtype}: give it a param group with "
+                             "state_dtype=None")
+        return wanted
+
     def create(self, p: Tensor, group: Mapping[str, Any]) -> Tensor:
         value = group[self.initial] if isinstance(self.initial, str) else self.initial
+        dtype = self.storage_dtype(p, group)
         if self.per == "tensor":
-            return torch.tensor(float(value), dtype=self.dtype or scalar_dtype())
-        dtype = self.dtype or p.dtype
+            return torch.tensor(float(value), dtype=dtype)
         if p.is_complex() and dtype.is_complex:  # optimized as (real, imag) pairs: fill both
             value = complex(value, value)
         return torch.full_like(p, value, dtype=dtype, memory_format=torch.preserve_format)

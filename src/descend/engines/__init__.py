@@ -8,9 +8,9 @@ not their math: every one of them runs the rule in ``descend.rules`` (as written
 
 A param group's ``impl`` chooses, tensor by tensor (``backend_for``):
 
-``"auto"`` (the default): numba for CPU float32/float64 (and complex) tensors when numba is
-installed, foreach for tensors on other devices (CUDA, XPU, MPS...), the reference for the rest
-(bfloat16/float16 on the CPU, tensor subclasses). It says what it chose at debug log level
+``"auto"`` (the default): numba for CPU float32, float64, bfloat16 and float16 (and complex)
+tensors when numba is installed, foreach for tensors on other devices (CUDA, XPU, MPS...), the
+reference for the rest (tensor subclasses, other dtypes). It says what it chose at debug log level
 (logger ``descend.engines``).
 ``"fast"``: the fused backend of the tensors' device (numba on the CPU; none yet on GPUs), or a
 ValueError that says why there is none. It never falls back silently.

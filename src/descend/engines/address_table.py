@@ -9,8 +9,9 @@ two C-level passes (``map`` over the batch, no Python loop) check that
 
 - the parameters are at the same addresses (``p.data = ...``, as ``model.half()`` does, moves
   them);
-- the gradients are contiguous and of the parameters' dtype (torch itself keeps their size equal
-  to the parameter's); their addresses, new at each step, are written into the gradient column.
+- the gradients are contiguous and of the dtype the kernel was built for (torch itself keeps
+  their size equal to the parameter's); their addresses, new at each step, are written into the
+  gradient column.
 """
 
 from __future__ import annotations
@@ -30,18 +31,19 @@ _dtype = attrgetter("dtype")
 
 
 class AddressTable:
-    """Addresses of p, g and the state buffers (one row per tensor), sizes, step counters."""
+    """Addresses of p, g and the state buffers (one row per tensor, then its stream key under
+    stochastic rounding), sizes, step counters."""
 
-    def __init__(self, params: Sequence[Tensor], rows: list[list[int]], sizes: list[int],
-                 step_addresses: np.ndarray, dtype: str) -> None:
-        self.dtype = dtype  # the kernel's element type ("float32", "float64")
-        self.torch_dtype = params[0].dtype
+    def __init__(self, params: Sequence[Tensor], grad_dtype: torch.dtype, rows: list[list[int]],
+                 sizes: list[int], step_addresses: np.ndarray, signature: tuple[str, ...]) -> None:
+        self.signature = signature  # the operands' storage dtypes ("float32", "bfloat16"...)
+        self.grad_dtype = grad_dtype
         self.param_addresses = list(map(_data_ptr, params))
         # For the compiled check (descend.engines.native): the memory of the parameters'
-        # addresses and of the table below, and a tensor of the batch's dtype.
+        # addresses and of the table below, and a tensor of the gradients' dtype.
         self.param_address_array = np.array(self.param_addresses, dtype=np.int64)
         self.param_address_pointer = self.param_address_array.ctypes.data
-        self.dtype_witness = torch.empty(0, dtype=params[0].dtype)
+        self.dtype_witness = torch.empty(0, dtype=grad_dtype)
         self.grad_addresses: list[int] = []
         self.addresses = np.array(rows, dtype=np.int64)  # C order: rows of (p, g, buffers...)
         self.address_pointer = self.addresses.ctypes.data
@@ -57,7 +59,7 @@ class AddressTable:
     def refresh_grads(self, grads: Sequence[Tensor]) -> bool:
         """Writes this step's gradient addresses; False if one cannot be streamed as is (a
         sparse gradient is not contiguous)."""
-        if not all(map(_is_contiguous, grads)) or set(map(_dtype, grads)) != {self.torch_dtype}:
+        if not all(map(_is_contiguous, grads)) or set(map(_dtype, grads)) != {self.grad_dtype}:
             return False  # (a grad_dtype set by hand lets a gradient's dtype differ)
         addresses = list(map(_data_ptr, grads))
         if addresses != self.grad_addresses:

@@ -1,12 +1,14 @@
 """From a traced rule to a numba kernel: Python source written to a cache file and imported.
 
 The kernel covers many tensors in one call. It receives a table of raw addresses (one row per
-tensor, one column per vector leaf of the trace: p, g, then the state buffers), the work items
-and their chunks, the step counts and the hyperparameters, and runs one chunk of work items per
-thread (an item is a run of one tensor's elements; chunks hold equal element counts:
-``descend.engines.work_split``). Per item it computes the scalar sub-expressions once (double
-precision, as Python would), rounds them to the tensor's dtype, then streams the elements: each
-input is read once and each output written once, in place. No temporary buffer is allocated.
+tensor, one column per vector leaf of the trace: p, g, then the state buffers; with stochastic
+rounding a last column holds the tensor's stream key), the work items and their chunks, the step
+counts and the hyperparameters, and runs one chunk of work items per thread (an item is a run of
+one tensor's elements; chunks hold equal element counts: ``descend.engines.work_split``). Per
+item it computes the scalar sub-expressions once (double precision, as Python would), rounds
+them to the compute dtype, then streams the elements: each input is read once (and widened to
+the compute dtype: ``descend.precision``) and each output written once, in place, rounded into
+its column's storage dtype. No temporary buffer is allocated.
 
 The source is written to ``<cache>/descend_kernel_<hash>.py`` and imported from there, so numba's
 on-disk cache (``cache=True``) works across processes: a warm cache loads instead of compiling.
@@ -25,7 +27,7 @@ from typing import Any
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 SCALAR_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
               "pow": "{} ** {}", "neg": "-{}", "sqrt": "math.sqrt({})", "abs": "abs({})",
               "maximum": "maximum({}, {})", "minimum": "minimum({}, {})"}
@@ -39,7 +41,19 @@ import math
 import numpy as np
 from numba import carray, njit, prange
 
-from descend.engines.kernel_support import maximum, minimum, void_pointer
+from descend.engines.kernel_support import (
+    bfloat16_nearest,
+    bfloat16_stochastic,
+    bfloat16_widen,
+    element_bits,
+    float16_nearest,
+    float16_stochastic,
+    float16_widen,
+    maximum,
+    minimum,
+    step_base,
+    void_pointer,
+)
 '''
 
 # Two entry points with one body: the parallel one for large batches, the serial one where a
@@ -55,22 +69,48 @@ def {name}(addresses, items, chunk_first, steps, hyper):
             n = items[item, 2]
 '''
 
+# Storage dtype -> (array element type, bytes). bfloat16 and float16 are streamed as their bits.
+ARRAYS = {"float32": ("float32", 4), "float64": ("float64", 8), "bfloat16": ("uint16", 2),
+          "float16": ("uint16", 2)}
 
 
-def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
-    """The Python source of the kernel that applies ``trace`` to ``dtype`` ("float32"...)."""
+def load(storage: str, compute: str, value: str) -> str:
+    """An element read from storage, widened to the compute dtype."""
+    if storage in ("bfloat16", "float16"):
+        value = f"{storage}_widen({value})"
+        storage = "float32"
+    return value if storage == compute else f"np.{compute}({value})"
+
+
+def store(storage: str, compute: str, value: str, random: str | None) -> str:
+    """A compute-dtype value rounded into storage: to nearest, or stochastically with ``random``
+    bits (low-precision storage only)."""
+    if storage == compute:
+        return value
+    if storage in ("bfloat16", "float16"):
+        if random is not None:
+            return f"{storage}_stochastic(np.float32({value}), {random})"
+        return f"{storage}_nearest(np.float32({value}))"
+    return f"np.{storage}({value})"
+
+
+def kernel_source(trace: Trace, storage: tuple[str, ...], compute: str, stochastic: bool,
+                  rule_name: str) -> str:
+    """The Python source of the kernel that applies ``trace`` to operands stored as ``storage``
+    (one dtype name per column of the table, "float32", "bfloat16"...), with the math in
+    ``compute``, rounding low-precision stores stochastically where ``stochastic``."""
     import numba
 
-    itemsize = {"float32": 4, "float64": 8}[dtype]
     name: dict[int, str] = {}    # node -> local variable
-    as_element: dict[int, str] = {}  # scalar node -> its value rounded to dtype
+    as_element: dict[int, str] = {}  # scalar node -> its value rounded to the compute dtype
     item_lines: list[str] = []  # per work item: scalars, casts, array views
     loop_lines: list[str] = []   # per element
 
     def view(column: int) -> None:
         """This work item's run of operand ``column`` as an array (declared once)."""
+        array, itemsize = ARRAYS[storage[column]]
         line = (f"a{column} = carray(void_pointer(addresses[t, {column}] + begin * {itemsize}), "
-                f"n, np.{dtype})")
+                f"n, np.{array})")
         if line not in item_lines:
             item_lines.append(line)
 
@@ -79,7 +119,7 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
             return name[id(e)]
         if id(e) not in as_element:
             as_element[id(e)] = f"e{len(as_element)}"
-            item_lines.append(f"{as_element[id(e)]} = np.{dtype}({name[id(e)]})")
+            item_lines.append(f"{as_element[id(e)]} = np.{compute}({name[id(e)]})")
         return as_element[id(e)]
 
     for i, e in enumerate(ir.topological(list(trace.outputs.values()))):
@@ -94,7 +134,7 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
             column = trace.tensors.index(e.args[0])
             view(column)
             name[id(e)] = f"x{column}"
-            loop_lines.append(f"x{column} = a{column}[i]")
+            loop_lines.append(f"x{column} = " + load(storage[column], compute, f"a{column}[i]"))
         elif e.is_vector:
             name[id(e)] = f"v{i}"
             loop_lines.append(f"v{i} = " + VECTOR_OPS[e.op].format(*map(element, e.args)))
@@ -107,7 +147,14 @@ def kernel_source(trace: Trace, dtype: str, rule_name: str) -> str:
         if e.op == "tensor" and e.args[0] == output:
             continue  # unchanged: nothing to write
         view(column)
-        loop_lines.append(f"a{column}[i] = {element(e)}")
+        random = None
+        if stochastic and storage[column] in ("bfloat16", "float16"):
+            key_line = f"key = addresses[t, {len(storage)}]"  # the column after the operands
+            if key_line not in item_lines:
+                item_lines.append(key_line)
+            item_lines.append(f"b{column} = step_base(key, np.int64(steps[t]), {column})")
+            random = f"element_bits(b{column}, begin + i)"
+        loop_lines.append(f"a{column}[i] = " + store(storage[column], compute, element(e), random))
     body = [" " * 12 + line for line in item_lines]
     body += [" " * 12 + "for i in range(n):"] + [" " * 16 + line for line in loop_lines]
     body_text = "\n".join(body) + "\n"

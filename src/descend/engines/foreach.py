@@ -11,6 +11,9 @@ batch are at different step counts, as one number per tensor.
 It is the default backend on CUDA, XPU and MPS until a fused GPU backend exists: there a foreach
 call launches a kernel per chunk of tensors instead of a kernel per operation per tensor.
 
+bfloat16 and float16 leaves are widened to float32 (one copy each) and the results rounded back
+once, as the other backends do (``descend.precision``).
+
 It holds no copy of any algorithm's math: it only runs the graph the rule recorded. Each node is
 the operation the rule's eager call performs on one tensor (``number / tensor`` as
 ``reciprocal(tensor) * number`` and ``number - tensor`` as ``-tensor + number``, as torch computes
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descend import precision
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
 from descend.engines.reference import real_view
@@ -49,10 +53,12 @@ def apply(
     states: Sequence[dict[str, Any]],
     state_names: Sequence[str],
     hyper: Mapping[str, Any],
+    keys: Sequence[int] | None = None,
 ) -> None:
-    """(p, state) <- rule(p, grad, state, hyper) for every parameter, written back in place;
-    the step counters have been advanced. Raises ``ir.TraceError`` if the rule cannot be
-    traced (nothing is written then)."""
+    """(p, state) <- rule(p, grad, state, hyper) for every parameter, written back in place
+    (rounded stochastically into bfloat16/float16 with the tensors' stream ``keys`` where
+    given); the step counters have been advanced. Raises ``ir.TraceError`` if the rule cannot
+    be traced (nothing is written then)."""
     live = [i for i, p in enumerate(params) if p.numel()]  # zero-size tensors: nothing to do
     if not live:
         return
@@ -60,13 +66,18 @@ def apply(
     for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
         batches: dict[tuple, list[int]] = {}
         for j in members:
-            p = params[live[j]]
-            batches.setdefault((p.device, p.dtype.to_real()), []).append(j)
-        for batch in batches.values():
+            i = live[j]
+            dtypes = tuple(t.dtype for t in _operands(params[i], grads[i], states[i], trace))
+            batches.setdefault((params[i].device, dtypes), []).append(j)
+        for (_, dtypes), batch in batches.items():
             indices = [live[j] for j in batch]
-            leaves = {name: _column(name, indices, params, grads, states)
+            stored = {name: _column(name, indices, params, grads, states)
                       for name in trace.tensors}
-            _run(trace, leaves, [steps[j] for j in batch], hyper)
+            compute = precision.compute_dtype(dtypes)
+            leaves = {name: column if column[0].dtype == compute else
+                      [t.to(compute) for t in column] for name, column in stored.items()}
+            batch_keys = None if keys is None else [keys[i] for i in indices]
+            _run(trace, leaves, stored, [steps[j] for j in batch], hyper, batch_keys)
 
 
 def _step_values(steps: list[Tensor]) -> list[float]:
@@ -76,6 +87,11 @@ def _step_values(steps: list[Tensor]) -> list[float]:
     except RuntimeError:  # counters of different shapes or devices
         values = []
     return values if len(values) == len(steps) else [s.item() for s in steps]
+
+
+def _operands(p: Tensor, g: Tensor, state: Mapping[str, Any], trace: Trace) -> list[Tensor]:
+    """The tensors of the trace's leaves for one parameter, as the kernels see them."""
+    return [real_view(p if n == "p" else g if n == "g" else state[n]) for n in trace.tensors]
 
 
 def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequence[Tensor],
@@ -143,17 +159,19 @@ def _vector_op(e: Expr, x: list[Tensor] | Scalar, y: list[Tensor] | Scalar | Non
     raise ir.TraceError(f"the foreach backend has no operation {e.op!r}")
 
 
-def _run(trace: Trace, leaves: dict[str, list[Tensor]], steps: list[float],
-         hyper: Mapping[str, Any]) -> None:
-    """One batch: every output computed (reading only the inputs), then all written at once."""
+def _run(trace: Trace, leaves: dict[str, list[Tensor]], stored: dict[str, list[Tensor]],
+         steps: list[float], hyper: Mapping[str, Any], keys: list[int] | None) -> None:
+    """One batch: every output computed (reading only the inputs, ``leaves``: ``stored``
+    widened to the compute dtype), then all written at once into ``stored``."""
     outputs = trace.outputs
     order = ir.topological(outputs.values())
     scalars = _scalars(order, outputs.values(), steps, hyper)
     if scalars is None:  # one batch per step count
         for step in dict.fromkeys(steps):
             part = [i for i, s in enumerate(steps) if s == step]
-            _run(trace, {name: [column[i] for i in part] for name, column in leaves.items()},
-                 [step] * len(part), hyper)
+            _run(trace, *({name: [column[i] for i in part] for name, column in columns.items()}
+                          for columns in (leaves, stored)),
+                 [step] * len(part), hyper, None if keys is None else [keys[i] for i in part])
         return
     kept = {id(e) for e in outputs.values()}
     last_use: dict[int, int] = {}
@@ -183,12 +201,17 @@ def _run(trace: Trace, leaves: dict[str, list[Tensor]], steps: list[float],
     for name in written:
         e = outputs[name]
         if not e.is_vector:
-            fills.append((leaves[name], scalars[id(e)]))
+            fills.append((stored[name], scalars[id(e)]))
             continue
         new = values[id(e)]
         if e.op == "tensor" and e.args[0] in written:  # another input, itself overwritten
             new = [t.clone() for t in new]
-        targets += leaves[name]
+        if keys is not None and stored[name][0].dtype in precision.LOW_PRECISION:
+            column = trace.tensors.index(name)
+            for t, result, key, step in zip(stored[name], new, keys, steps, strict=True):
+                precision.store(t, result, key, int(step), column)
+            continue
+        targets += stored[name]
         sources += new
     if targets:
         torch._foreach_copy_(targets, sources)

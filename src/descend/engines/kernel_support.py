@@ -1,14 +1,22 @@
-"""numba helpers the generated kernels import: raw tensor memory as arrays, NaN-aware max/min.
+"""numba helpers the generated kernels import: raw tensor memory as arrays, NaN-aware max/min,
+bfloat16 and float16 loads and stores (to nearest-even, or stochastic: ``descend.precision``).
 
-Kept apart from the generated files so that they stay short and numba can cache them.
+Kept apart from the generated files so that they stay short and numba can cache them. numba
+has no bfloat16 or float16 on the CPU: those tensors are streamed as uint16 arrays and converted
+with integer arithmetic on the bits, which vectorizes like the rest of the loop.
 """
 
 from __future__ import annotations
 
+from types import FunctionType
+
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import carray, njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+from descend import precision
 
 
 @intrinsic
@@ -17,6 +25,118 @@ def void_pointer(typingctx, address):
     def codegen(context, builder, signature, args):
         return builder.inttoptr(args[0], cgutils.voidptr_t)
     return types.voidptr(address), codegen
+
+
+@intrinsic
+def float32_from_bits(typingctx, bits):
+    """A uint32's bits as a float32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def bits_of_float32(typingctx, x):
+    """A float32's bits as a uint32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+def _compiled(function, **callees):
+    """``function`` (pure integer arithmetic in ``descend.precision``) compiled by numba, calling
+    the compiled ``callees``: one source for the torch ops and the kernels."""
+    namespace = {**function.__globals__, **callees}
+    return njit(inline="always")(FunctionType(function.__code__, namespace, function.__name__))
+
+
+mul32 = _compiled(precision.mul32)
+fmix32 = _compiled(precision.fmix32, mul32=mul32)
+step_base = _compiled(precision.step_base, mul32=mul32, fmix32=fmix32)
+element_bits = _compiled(precision.element_bits, mul32=mul32, fmix32=fmix32)
+
+
+@njit(inline="always")
+def _bits(x):
+    return np.int64(bits_of_float32(np.float32(x)))
+
+
+@njit(inline="always")
+def _float(bits):
+    return float32_from_bits(np.uint32(bits))
+
+
+@njit(inline="always")
+def bfloat16_widen(h):
+    """bfloat16 bits (uint16) -> float32, exactly."""
+    return _float(np.int64(h) << 16)
+
+
+@njit(inline="always")
+def bfloat16_nearest(x):
+    """float32 -> bfloat16 bits, rounded to nearest-even (NaN -> torch's 0x7FC0)."""
+    b = _bits(x)
+    if x != x:
+        return np.uint16(0x7FC0)
+    return np.uint16((b + 0x7FFF + ((b >> 16) & 1)) >> 16)
+
+
+@njit(inline="always")
+def bfloat16_stochastic(x, r):
+    """float32 -> bfloat16 bits, rounded up with probability (x - down) / ulp; ``r``: random
+    32 bits."""
+    if not abs(x) < np.inf:
+        return bfloat16_nearest(x)
+    return np.uint16(((_bits(x) + (r & 0xFFFF)) & precision.MASK32) >> 16)
+
+
+@njit(inline="always")
+def float16_widen(h):
+    """float16 bits (uint16) -> float32, exactly."""
+    h = np.int64(h)
+    sign = (h & 0x8000) << 16
+    exponent = (h >> 10) & 0x1F
+    mantissa = h & 0x3FF
+    if exponent == 0:  # zero or subnormal: mantissa * 2^-24, exact in float32
+        return _float(_bits(np.float32(mantissa) * np.float32(precision.FP16_SUBNORMAL_ULP))
+                      | sign)
+    if exponent == 31:  # Inf or NaN
+        return _float(sign | 0x7F800000 | (mantissa << 13))
+    return _float(sign | ((exponent + 112) << 23) | (mantissa << 13))
+
+
+@njit(inline="always")
+def float16_nearest(x):
+    """float32 -> float16 bits, rounded to nearest-even (F. Giesen's float_to_half_fast3_rtne:
+    overflow -> Inf, NaN -> 0x7E00, subnormals rounded by a float32 add)."""
+    f = _bits(x)
+    sign = f & 0x80000000
+    f = f ^ sign
+    if f >= 0x47800000:  # |x| >= 65536 (or Inf, NaN)
+        out = 0x7E00 if f > 0x7F800000 else 0x7C00
+    elif f < 0x38800000:  # below float16's smallest normal: 0.5 + |x| rounds at 2^-24
+        out = _bits(_float(f) + np.float32(0.5)) - 0x3F000000
+    else:
+        out = (f - (112 << 23) + 0xFFF + ((f >> 13) & 1)) >> 13
+    return np.uint16(out | (sign >> 16))
+
+
+@njit(inline="always")
+def float16_stochastic(x, r):
+    """float32 -> float16 bits, rounded up with probability (x - down) / ulp (see
+    ``descend.precision.round_stochastic``, which computes the same bits with torch ops)."""
+    if not abs(x) < np.inf:
+        return float16_nearest(x)
+    b = _bits(x)
+    if abs(x) >= np.float32(precision.FP16_MIN_NORMAL):
+        return float16_nearest(_float((b + (r & 0x1FFF)) & (precision.MASK32 ^ 0x1FFF)))
+    scaled = abs(np.float32(x)) * np.float32(1 / precision.FP16_SUBNORMAL_ULP)
+    down = np.floor(scaled)
+    uniform = np.float32(r >> 8) * np.float32(precision.FP16_SUBNORMAL_ULP)
+    if uniform < scaled - down:
+        down += np.float32(1.0)
+    magnitude = down * np.float32(precision.FP16_SUBNORMAL_ULP)
+    return float16_nearest(_float(_bits(magnitude) | (b & 0x80000000)))
 
 
 @njit(inline="always")

@@ -2,7 +2,9 @@
 tensors per call, in place, at the memory-bandwidth limit (``descend.engines.codegen`` prints the
 kernel from the IR).
 
-What it covers: CPU tensors of float32 or float64 (complex64/128 as pairs of reals), plain
+What it covers: CPU tensors of float32, float64, bfloat16 or float16 (complex64/128 as pairs of
+reals), with state buffers and gradients in any of those dtypes (``state_dtype``: loads widen to
+the compute dtype, stores round into each tensor's own: ``descend.precision``), plain
 ``torch.Tensor`` / ``nn.Parameter``, and DTensors (FSDP2) whose gradient and state are sharded
 like the parameter (the kernel then updates this rank's local shards), any strides (dense
 layouts are run in place; a strided view is staged through one contiguous copy).
@@ -37,8 +39,9 @@ from descend.engines.ir import (
 from descend.engines.reference import real_view
 from descend.engines.work_split import WorkSplit
 
-DTYPES = {torch.float32: "float32", torch.float64: "float64",
-          torch.complex64: "float32", torch.complex128: "float64"}
+STORAGE = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16",
+           torch.float16: "float16"}
+COMPLEX = (torch.complex64, torch.complex128)  # streamed as pairs of their real dtype
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
 # Below this many elements per call a serial loop beats handing work to other
@@ -49,7 +52,8 @@ PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 # slower (numba's and torch's OpenMP pools then compete for them).
 PARALLEL_MIN_ELEMENTS = 65536
 
-_kernels: dict[tuple[int, str], Any] = {}
+Signature = tuple[str, ...]  # the storage dtype of each operand: p, g, then the state buffers
+_kernels: dict[tuple[int, Signature, bool], Any] = {}
 
 
 def unsupported_reason(p: Tensor) -> str | None:
@@ -61,9 +65,9 @@ def unsupported_reason(p: Tensor) -> str | None:
         return f"{type(p).__name__} parameters (tensor subclasses) are not supported"
     if not p.is_cpu:
         return f"it is on {p.device.type}, and the numba backend runs on the CPU only"
-    if p.dtype not in DTYPES:
-        return (f"the numba backend does not support {p.dtype} (float32, float64, complex64 "
-                "and complex128 it does)")
+    if p.dtype not in STORAGE and p.dtype not in COMPLEX:
+        return (f"the numba backend does not support {p.dtype} (float32, float64, bfloat16, "
+                "float16, complex64 and complex128 it does)")
     return None
 
 
@@ -79,19 +83,28 @@ def covers(p: Tensor, g: Tensor, state: Mapping[str, Any],
     if reason is not None:
         return reason
     for name, t in (("gradient", g), *((name, state[name]) for name in state_names)):
-        if type(t) not in PLAIN_TYPES or t.dtype != p.dtype or t.shape != p.shape:
+        alike = t.dtype == p.dtype if p.dtype in COMPLEX else t.dtype in STORAGE
+        if type(t) not in PLAIN_TYPES or not alike or t.shape != p.shape:
             return (f"its {name} is a {tuple(t.shape)} {t.dtype} {type(t).__name__}, the "
                     f"parameter a {tuple(p.shape)} {p.dtype} tensor: the numba backend streams "
-                    "them side by side and needs them alike (a grad_dtype, or state set by hand?)")
+                    "them side by side and needs them of one shape, in dtypes it can store "
+                    "(state set by hand?)")
     return None
 
 
-def _kernel(trace: Trace, dtype: str, rule: Callable) -> Any:
-    key = (id(trace), dtype)
+def _kernel(trace: Trace, signature: Signature, stochastic: bool, rule: Callable) -> Any:
+    key = (id(trace), signature, stochastic)
     if key not in _kernels:
         name = f"{rule.__module__}.{rule.__qualname__}"
-        _kernels[key] = codegen.load_kernel(codegen.kernel_source(trace, dtype, name))
+        compute = "float64" if "float64" in signature else "float32"
+        source = codegen.kernel_source(trace, signature, compute, stochastic, name)
+        _kernels[key] = codegen.load_kernel(source)
     return _kernels[key]
+
+
+def _signature(ops: Sequence[Tensor]) -> Signature:
+    """The storage dtypes of a tensor's operands (as ``_operands`` gives them)."""
+    return tuple(STORAGE[t.dtype] for t in ops)
 
 
 def _operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
@@ -122,14 +135,13 @@ def _step_values(steps: Sequence[Tensor]) -> np.ndarray:
 
 def _address_row(ops: Sequence[Tensor]) -> list[int] | None:
     """The addresses of p, g and the state buffers, or None unless the kernel may stream them as
-    flat arrays of p's dtype and size (a mismatch would make it touch memory not theirs).
+    flat arrays of p's size (a mismatch would make it touch memory not theirs).
 
     Written as a plain loop: it runs for every tensor at every step."""
-    p = ops[0]
-    n, dtype = p.numel(), p.dtype
+    n = ops[0].numel()
     row = []
     for t in ops:
-        if t.dtype is not dtype or t.numel() != n or not t.is_contiguous():
+        if t.numel() != n or not t.is_contiguous():
             return None
         row.append(t.data_ptr())
     return row
@@ -166,39 +178,43 @@ def _launch(kernel: Any, addresses: np.ndarray, work: WorkSplit, steps: np.ndarr
         addresses, items, chunk_first, steps, values)
 
 
+Member = tuple[Tensor, Tensor, Mapping[str, Any], int | None]  # p, g, state, stream key
+
+
 def _address_table(params: Sequence[Tensor], grads: Sequence[Tensor],
-                   states: Sequence[Mapping[str, Any]],
-                   names: Sequence[str]) -> AddressTable | None:
+                   states: Sequence[Mapping[str, Any]], names: Sequence[str],
+                   keys: Sequence[int | None], signature: Signature) -> AddressTable | None:
     """A table for the batch, or None if a tensor needs the per-tensor path (strided, or a step
     counter that is not a float32 scalar)."""
     step_addresses = _step_addresses([s["step"] for s in states])
     if step_addresses is None:
         return None
-    rows, sizes, _, strided = _rows(zip(params, grads, states, strict=True), names)
+    rows, sizes, _, strided = _rows(zip(params, grads, states, keys, strict=True), names)
     if strided:
         return None
-    return AddressTable(params, rows, sizes, step_addresses, DTYPES[params[0].dtype])
+    return AddressTable(params, grads[0].dtype, rows, sizes, step_addresses, signature)
 
 
-def _rows(batch: Iterable[tuple[Tensor, Tensor, Mapping[str, Any]]], state_names: Sequence[str]
-          ) -> tuple[list[list[int]], list[int], list[int], list[tuple[int, list[Tensor]]]]:
-    """The kernel's address rows and sizes of the tensors it streams as they are, their indices
-    in ``batch``, and the operands of the others (strided: run one at a time)."""
+def _rows(batch: Iterable[Member], state_names: Sequence[str]) -> tuple[
+        list[list[int]], list[int], list[int], list[tuple[int, list[Tensor], int | None]]]:
+    """The kernel's rows (operand addresses, then the stream key under stochastic rounding)
+    and sizes of the tensors it streams as they are, their indices in ``batch``, and the
+    operands of the others (strided: run one at a time)."""
     rows, sizes, direct, strided = [], [], [], []
-    for k, (p, g, state) in enumerate(batch):
+    for k, (p, g, state, key) in enumerate(batch):
         ops = _operands(p, g, state, state_names)
         row = _address_row(ops)
         if row is None:
-            strided.append((k, ops))
+            strided.append((k, ops, key))
         else:
-            rows.append(row)
+            rows.append(row if key is None else [*row, key])
             sizes.append(ops[0].numel())
             direct.append(k)
     return rows, sizes, direct, strided
 
 
-def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.ndarray,
-                 hyper: Mapping[str, Any]) -> None:
+def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], key: int | None,
+                 steps: np.ndarray, hyper: Mapping[str, Any]) -> None:
     """One parameter whose operands are not all contiguous.
 
     All operands are viewed in the dimension order of p's strides: a dense layout (a transposed
@@ -208,7 +224,8 @@ def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], steps: np.nda
     order = sorted(range(ops[0].dim()), key=lambda d: ops[0].stride(d), reverse=True)
     views = [t.permute(order) for t in ops]
     linear = [v if v.is_contiguous() else v.contiguous() for v in views]
-    _run(trace, kernel, [[t.data_ptr() for t in linear]], [linear[0].numel()], steps, hyper)
+    row = [t.data_ptr() for t in linear]
+    _run(trace, kernel, [row if key is None else [*row, key]], [linear[0].numel()], steps, hyper)
     for i, (view, copy) in enumerate(zip(views, linear, strict=True)):
         if copy is not view and i != 1:  # operand 1, the gradient, is only read
             view.copy_(copy)
@@ -225,56 +242,60 @@ def _uniform_step(table: AddressTable) -> float | None:
 
 def apply(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
           states: Sequence[dict[str, Any]], state_names: Sequence[str],
-          hyper: Mapping[str, Any]) -> None:
+          hyper: Mapping[str, Any], keys: Sequence[int] | None = None) -> None:
     """(p, state) <- rule(p, grad, state, hyper) for tensors this backend covers (step counters
-    already advanced); raises TraceError, before writing anything, where the rule cannot be
-    traced."""
-    batches: dict[str, list[tuple[Tensor, Tensor, dict[str, Any]]]] = {}
-    for p, g, state in zip(params, grads, states, strict=True):
+    already advanced), low-precision stores rounded stochastically with the tensors' stream
+    ``keys`` where given (``descend.precision``); raises TraceError, before writing anything,
+    where the rule cannot be traced."""
+    batches: dict[Signature, list[Member]] = {}
+    for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         if is_sharded(p):
             p, g, state = local_shards(p, g, state, state_names)
         if p.numel():
-            batches.setdefault(DTYPES[p.dtype], []).append((p, g, state))
+            signature = _signature(_operands(p, g, state, state_names))
+            key = None if keys is None else keys[i]
+            batches.setdefault(signature, []).append((p, g, state, key))
     runs = []  # every trace first: a TraceError leaves everything unwritten
-    for dtype, batch in batches.items():
-        steps = _step_values([state["step"] for _, _, state in batch])
+    for signature, batch in batches.items():
+        steps = _step_values([state["step"] for _, _, state, _ in batch])
         for trace, members in traces_by_step(rule, state_names, hyper, steps.tolist()):
-            runs.append((trace, dtype, [batch[i] for i in members], steps[members]))
-    for trace, dtype, batch, steps in runs:
-        _run_trace(rule, trace, dtype, batch, state_names, hyper, steps)
-
-
-def _run_trace(rule: Callable, trace: Trace, dtype: str,
-               batch: list[tuple[Tensor, Tensor, dict[str, Any]]], state_names: Sequence[str],
-               hyper: Mapping[str, Any], steps: np.ndarray) -> None:
-    kernel = _kernel(trace, dtype, rule)
-    rows, sizes, direct, strided = _rows(batch, state_names)
-    if rows:
-        _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
-    for k, ops in strided:  # one at a time: at most one copy per operand is alive
-        _run_strided(trace, kernel, ops, steps[[k]], hyper)
+            runs.append((trace, signature, [batch[i] for i in members], steps[members]))
+    for trace, signature, batch, steps in runs:
+        kernel = _kernel(trace, signature, keys is not None, rule)
+        rows, sizes, direct, strided = _rows(batch, state_names)
+        if rows:
+            _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
+        for k, ops, key in strided:  # one at a time: at most one copy per operand is alive
+            _run_strided(trace, kernel, ops, key, steps[[k]], hyper)
 
 
 def prepare(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
-            states: Sequence[dict[str, Any]], state_names: Sequence[str]) -> Prepared | None:
+            states: Sequence[dict[str, Any]], state_names: Sequence[str],
+            keys: Sequence[int] | None = None) -> Prepared | None:
     """The batch's address table, for ``Prepared.launch`` at the next steps; None where the
-    batch needs ``apply`` (mixed dtypes, strided tensors, DTensor shards, step counters that are
-    not float32 CPU scalars)."""
+    batch needs ``apply`` (tensors of several dtype signatures, strided tensors, DTensor shards,
+    step counters that are not float32 CPU scalars)."""
     if not params or any(unsupported_reason(p) for p in params):
         return None
-    if len({p.dtype for p in params}) != 1:
+    signatures = {_signature(_operands(p, g, state, state_names))
+                  for p, g, state in zip(params, grads, states, strict=True)}
+    if len(signatures) != 1:
         return None
-    table = _address_table(params, grads, states, state_names)
-    return None if table is None else Prepared(rule, tuple(state_names), table)
+    table = _address_table(params, grads, states, state_names,
+                           [None] * len(params) if keys is None else keys, signatures.pop())
+    if table is None:
+        return None
+    return Prepared(rule, tuple(state_names), table, stochastic=keys is not None)
 
 
 class Prepared:
     """A batch of parameters (one dtype) whose address table is built, for a caller that checks
     the parameters', state dicts' and buffers' identities itself (``descend.batch``)."""
 
-    def __init__(self, rule: Callable, state_names: tuple[str, ...],
-                 table: AddressTable) -> None:
+    def __init__(self, rule: Callable, state_names: tuple[str, ...], table: AddressTable,
+                 stochastic: bool) -> None:
         self.rule, self.state_names, self.table = rule, state_names, table
+        self.stochastic = stochastic
         self._hyper: dict[str, Any] | None = None  # the last step's, and what it selected:
         self._configuration: tuple | None = None
         self._scalars: dict[str, float] = {}
@@ -331,6 +352,6 @@ class Prepared:
         if self._trace is None or not self._trace.holds(self._scalars):
             self._trace = None  # until the lines below succeed
             trace = trace_for(self.rule, self.state_names, hyper, step)
-            self._kernel = _kernel(trace, self.table.dtype, self.rule)
+            self._kernel = _kernel(trace, self.table.signature, self.stochastic, self.rule)
             self._values = _hyper_values(trace, self._scalars)
             self._trace = trace

@@ -2,7 +2,8 @@
 
 Exact by construction (it *is* the rule), works on every device and dtype, and is the engine the
 other backends are tested against. Written as plain torch ops it is also the path autograd
-differentiates (``differentiable=True``) and torch.compile traces.
+differentiates (``differentiable=True``) and torch.compile traces. bfloat16 and float16 tensors
+are widened to float32 for the rule and rounded back once per step (``descend.precision``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from descend import precision
 
 
 def real_view(t: Tensor) -> Tensor:
@@ -26,21 +29,26 @@ def apply(
     states: Sequence[dict[str, Any]],
     state_names: Sequence[str],
     hyper: Mapping[str, Any],
+    keys: Sequence[int] | None = None,
     step_as_tensor: bool = False,
 ) -> None:
-    """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place.
+    """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place,
+    rounded stochastically into bfloat16/float16 with the tensors' stream ``keys`` where given.
 
     The step count goes in as a number, or as the counter tensor itself with ``step_as_tensor``
     (under torch.compile: reading it would break the graph)."""
     # Under autograd (differentiable=True) the rule reads copies: the results are written back
     # into the tensors it reads, which autograd may have saved for the backward pass.
     copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
-    for p, g, state in zip(params, grads, states, strict=True):
+    for t, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         param, grad = real_view(p), real_view(g)
         buffers = {name: real_view(state[name]) for name in state_names}
+        compute = precision.compute_dtype([param.dtype, grad.dtype,
+                                           *(b.dtype for b in buffers.values())])
         step = state["step"] if step_as_tensor else state["step"].item()
-        new_param, new_buffers = rule(copy(param), grad, step=step,
-                                      **{n: copy(b) for n, b in buffers.items()}, **hyper)
+        new_param, new_buffers = rule(
+            _widened(param, compute, copy), grad.to(compute), step=step,
+            **{n: _widened(b, compute, copy) for n, b in buffers.items()}, **hyper)
         destinations = [param, *buffers.values()]
         results = [new_param, *(new_buffers[name] for name in buffers)]
         # A result that is another of the tensors written here (a rule may return an input as
@@ -49,8 +57,19 @@ def apply(
             for other in destinations:  # (plain loops: torch.compile resumes this frame)
                 if result is other and other is not destinations[i]:
                     results[i] = result.clone()
-        for destination, result in zip(destinations, results, strict=True):
-            destination.copy_(result)
+        if keys is None:
+            for destination, result in zip(destinations, results, strict=True):
+                destination.copy_(result)
+            continue
+        # The stream's counter (a tensor under torch.compile); operand k is column k + (k > 0).
+        count = state["step"].to(torch.int64) if step_as_tensor else int(step)
+        for k, (destination, result) in enumerate(zip(destinations, results, strict=True)):
+            precision.store(destination, result, keys[t], count, k + (k > 0))
+
+
+def _widened(t: Tensor, compute: torch.dtype, copy: Callable[[Tensor], Tensor]) -> Tensor:
+    """What the rule reads: the tensor (a copy under autograd), or its widened copy."""
+    return copy(t) if t.dtype == compute else t.to(compute)
 
 
 def _same(t: Tensor) -> Tensor:

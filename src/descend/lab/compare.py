@@ -7,11 +7,17 @@ reported on the test split. Runs are kept in OUT/runs.sqlite as they finish; an 
 compare continues with --resume. The report is OUT/report.html (self-contained) plus PNG, CSV
 and JSON files.
 
+--dtype bfloat16 (or float16) trains the models in low precision: parameters, gradients and
+inputs in that dtype, the loss on float32 logits, each optimizer step's math in float32 rounded
+into the parameters to nearest-even, or stochastically (unbiased) for a spec that sets
+stochastic_rounding=true; the runs are stored apart from float32 ones.
+
 examples:
   descend compare
   descend compare --optimizers sgd adam:lr=3e-4,betas=0.9/0.99 --seeds 5
   descend compare --optimizers sgd --batch-size full 1 64 --epochs 2
   descend compare --task digits --lr-find --out digits-report
+  descend compare --dtype bfloat16 --optimizers sgd sgd:stochastic_rounding=true
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ WIDEN = 3  # rates a sweep may add beyond the edge of a grid the user did not gi
 # Options that define the experiment. They default to None so that --resume can tell the
 # options given on this command line from those to take from the stored compare.
 _CONFIG_OPTIONS = ("task", "optimizers", "seeds", "epochs", "batch_size", "lr_grid", "lr_find",
-                   "target_accuracy", "data_dir", "max_train")
+                   "target_accuracy", "data_dir", "max_train", "dtype")
+DEFAULT_DTYPE = "float32"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "folder (mnist: the four standard IDX files)")
     parser.add_argument("--max-train", type=int, metavar="N",
                         help="train on the first N training examples only (quick runs)")
+    parser.add_argument("--dtype", metavar="DTYPE", help="train the models in float32 "
+                        "(default), bfloat16 or float16: parameters and gradients in that "
+                        "dtype, the optimizer's math in float32, stores rounded to nearest "
+                        "(or stochastically where a spec sets stochastic_rounding=true)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output folder for runs.sqlite and the report (default "
                         f"./{DEFAULT_OUT})")
@@ -89,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     # Bad options, data files and output folders fail here, before anything is written.
     stored = _stored_config(Path(args.out))
     config = _resolve_config(args, stored)
+    _note_rounding(config)
     task = _task(config)
     splits = _splits_loader(task, config.max_train)
     splits(0)
@@ -163,6 +175,7 @@ def _build_config(options: dict[str, Any], stored: CompareConfig | None) -> Comp
     max_train = options.get("max_train")
     if max_train is not None:
         _positive(max_train, "--max-train", "e.g. --max-train 500")
+    dtype = _dtype(options.get("dtype", DEFAULT_DTYPE))
     keep_grids = stored is not None and "lr_grid" not in options and stored.task == task.name
     widen = 0 if "lr_grid" in options else stored.widen if keep_grids else WIDEN
     grids = {}
@@ -178,7 +191,7 @@ def _build_config(options: dict[str, Any], stored: CompareConfig | None) -> Comp
                          batch_sizes=batch_sizes, grids=grids,
                          lr_find=bool(options.get("lr_find")), widen=widen,
                          target_accuracy=target,
-                         max_train=max_train, data_dir=options.get("data_dir"))
+                         max_train=max_train, data_dir=options.get("data_dir"), dtype=dtype)
 
 
 def _request(config: CompareConfig) -> dict[str, Any]:
@@ -194,10 +207,30 @@ def _differences(old: CompareConfig, new: CompareConfig) -> list[str]:
     return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in a if a.get(k) != b.get(k)]
 
 
+def _note_rounding(config: CompareConfig) -> None:
+    """Stochastic rounding acts on bfloat16 and float16 stores only: say so where it is asked
+    for in float32, rather than let the user read two identical runs as a result."""
+    rounded = [label for label in config.optimizers
+               if parse_spec(label).hyperparameters.get("stochastic_rounding")]
+    if rounded and config.dtype == "float32":
+        print(f"descend compare: note: stochastic_rounding changes nothing in float32 "
+              f"({', '.join(rounded)}); add --dtype bfloat16 to see it act", file=sys.stderr)
+
+
 def _positive(value: Any, option: str, example: str) -> int:
     if not isinstance(value, int) or value < 1:
         raise UserError(f"{option} must be a positive integer, not {value!r} ({example})")
     return value
+
+
+def _dtype(value: Any) -> str:
+    from descend.lab.train import dtype_name
+
+    try:
+        return dtype_name(value)
+    except ValueError:
+        raise UserError(f"--dtype {value} is not supported: use float32 (the default), "
+                        "bfloat16 or float16, e.g. --dtype bfloat16") from None
 
 
 def _batch_size(value: Any) -> int | str:
@@ -304,7 +337,8 @@ def _train_missing(config: CompareConfig, task: Task, store: RunStore, splits,
             try:
                 result = train(task, spec, seed=run_config["seed"], epochs=config.epochs,
                                batch_size=run_config["batch_size"], splits=data,
-                               on_step=on_step, threads=threads, target_accuracy=None)
+                               on_step=on_step, threads=threads, target_accuracy=None,
+                               dtype=config.dtype)
             except Exception as e:  # one broken run must not stop the sweep; it is recorded
                 bar.write(f"descend compare: {description} failed: {type(e).__name__}: {e}",
                           file=sys.stderr)
@@ -330,7 +364,8 @@ def _record(run_config: dict[str, Any], result: RunResult) -> RunRecord:
     history = [asdict(p) for p in result.history]
     timings = {"steps": result.steps, "seconds": result.seconds,
                "step_seconds": result.final.step_seconds if result.history else 0.0,
-               "step_time": result.step_time, "stop_reason": result.stop_reason}
+               "step_time": result.step_time, "stop_reason": result.stop_reason,
+               "dtype": result.dtype}
     status = "diverged" if result.diverged else "finished"
     return RunRecord(run_config, status, metrics=history, timings=timings,
                      error=result.stop_reason if result.diverged else None)

@@ -84,8 +84,9 @@ def write_report(folder: str | Path, config: CompareConfig, store: RunStore,
         if not cell:
             continue
         suffix = "" if batch_size == main_batch else f"-batch-{batch_size}"
+        precision = "" if config.dtype == "float32" else f", {config.dtype}"
         add(f"learning-curves{suffix}.png",
-            f"Learning curves, {figures.batch_label(batch_size)}",
+            f"Learning curves, {figures.batch_label(batch_size)}{precision}",
             f"Each optimizer at its chosen learning rate: mean over {config.seeds} seed(s); "
             "the band spans the best and worst seed. Seconds count training only "
             "(forward, backward, step), not evaluation.",
@@ -185,7 +186,7 @@ def _run_points(runs: list[RunRecord]) -> list[dict[str, Any]]:
         head = {"run_id": run.id, "task": run.config["task"],
                 "optimizer": run.config["optimizer"], "lr": run.config["lr"],
                 "seed": run.config["seed"], "batch_size": run.config["batch_size"],
-                "status": run.status}
+                "dtype": run.config.get("dtype", "float32"), "status": run.status}
         lines.extend({**head, **point} for point in run.metrics or [{}])
     return lines
 

@@ -91,7 +91,7 @@ def render(*, config: CompareConfig, rows: Sequence[Row], results: Sequence[Opti
         _method(config, results, environment, accuracy),
     ]
     body = "\n".join(s for s in sections if s)
-    title = escape(f"descend compare: {config.task}")
+    title = escape(f"descend compare: {config.task}{_in_dtype(config)}")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n{body}\n"
@@ -104,7 +104,9 @@ def render(*, config: CompareConfig, rows: Sequence[Row], results: Sequence[Opti
 def _header(config: CompareConfig, description: str, env: dict[str, Any]) -> str:
     batches = ", ".join(str(b) for b in config.batch_sizes)
     chips = [f"{len(config.optimizers)} optimizer(s)", f"{config.seeds} seed(s)",
-             f"{config.epochs} epoch(s)", f"batch size {batches}"]
+             f"{config.epochs} epoch(s)", f"batch size {batches}", _dtype_chip(config)]
+    if config.dtype != "float32":
+        chips.append(_rounding_chip(config))
     if config.target_accuracy is not None:
         chips.append(f"target accuracy {100 * config.target_accuracy:g} %")
     if config.max_train is not None:
@@ -112,10 +114,39 @@ def _header(config: CompareConfig, description: str, env: dict[str, Any]) -> str
     if config.data_dir:
         chips.append(f"data from {config.data_dir}")
     chips.append(f"torch {env.get('torch')} on {env.get('cpus')} CPU(s)")
-    return (f"<header><h1>Optimizers compared on {escape(config.task)}</h1>"
+    return (f"<header><h1>Optimizers compared on {escape(config.task)}"
+            f"{escape(_in_dtype(config))}</h1>"
             f'<p class="sub">{escape(description)}</p><div class="chips">'
             + "".join(f'<span class="chip">{escape(c)}</span>' for c in chips)
             + "</div></header>")
+
+
+def _in_dtype(config: CompareConfig) -> str:
+    """`` in bfloat16`` for a low-precision compare; nothing for float32."""
+    return "" if config.dtype == "float32" else f" in {config.dtype}"
+
+
+def _dtype_chip(config: CompareConfig) -> str:
+    if config.dtype == "float32":
+        return "float32 parameters"
+    return f"{config.dtype} parameters and gradients, float32 step math"
+
+
+def rounding(label: str) -> str:
+    """How an optimizer's low-precision stores are rounded: ``stochastic`` or ``nearest``."""
+    from descend.lab.spec import parse_spec
+
+    on = parse_spec(label).hyperparameters.get("stochastic_rounding")
+    return "stochastic" if on else "nearest"
+
+
+def _rounding_chip(config: CompareConfig) -> str:
+    kinds = [rounding(label) for label in config.optimizers]
+    if len(set(kinds)) == 1:
+        return ("stochastic rounding" if kinds[0] == "stochastic"
+                else "rounded to nearest-even")
+    return (f"stochastic rounding for {kinds.count('stochastic')} of {len(kinds)} optimizers, "
+            "nearest-even for the others")
 
 
 def _missing(missing: int) -> str:
@@ -128,7 +159,9 @@ def _results_table(rows: Sequence[Row], accuracy: bool, config: CompareConfig) -
     metric = "test accuracy" if accuracy else "test loss"
     target = config.target_accuracy
     reach = f"{100 * target:g} %" if (accuracy and target is not None) else None
-    head = ["optimizer", "batch", "chosen lr", f"{metric} (mean ± std)", "final train loss"]
+    low_precision = config.dtype != "float32"
+    head = ["optimizer", "batch"] + (["dtype", "rounding"] if low_precision else [])
+    head += ["chosen lr", f"{metric} (mean ± std)", "final train loss"]
     if reach:
         head += [f"steps to {reach}", f"seconds to {reach}"]
     head += ["step time (ms)", "train s / run", "notes"]
@@ -137,8 +170,10 @@ def _results_table(rows: Sequence[Row], accuracy: bool, config: CompareConfig) -
     body = []
     for row in rows:
         cls = ' class="best"' if best is not None and row.metric_mean == best else ""
-        cells = [f"<td>{escape(row.label)}</td>", f"<td>{escape(str(row.batch_size))}</td>",
-                 f"<td>{row.lr_text}</td>", f"<td{cls}>{escape(row.metric_text)}</td>",
+        cells = [f"<td>{escape(row.label)}</td>", f"<td>{escape(str(row.batch_size))}</td>"]
+        if low_precision:
+            cells += [f"<td>{escape(config.dtype)}</td>", f"<td>{rounding(row.label)}</td>"]
+        cells += [f"<td>{row.lr_text}</td>", f"<td{cls}>{escape(row.metric_text)}</td>",
                  f"<td>{_num(row.train_loss_mean, '.4f')}</td>"]
         if reach:
             cells += [f"<td>{_reached(row, row.steps_to_target, '.0f')}</td>",
@@ -283,6 +318,14 @@ def _method(config: CompareConfig, results: Sequence[OptimizerResult], env: dict
     origin = " centred on the LR range test's suggestion (Smith 2017)" if config.lr_find else ""
     env_rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
                        for k, v in env.items())
+    precision = "" if config.dtype == "float32" else (
+        f" The models are trained in {config.dtype}: their parameters, and so their gradients, "
+        f"are stored in {config.dtype} and the inputs cast to it; the loss is computed on the "
+        "outputs cast to float32. Each optimizer step does its math in float32 and rounds the "
+        f"result into {config.dtype}, to nearest-even, or, where a spec sets "
+        "<code>stochastic_rounding=true</code>, stochastically (up with the probability of the "
+        "fraction of an ulp, so E[round(x)] = x: updates smaller than half an ulp count on "
+        "average instead of being lost).")
     return (
         "<h2>How these numbers were made</h2>"
         f"<p>For each optimizer and batch size, seed 0 is trained at every learning rate of "
@@ -293,7 +336,8 @@ def _method(config: CompareConfig, results: Sequence[OptimizerResult], env: dict
         "Schneider et al. 2019). A run whose loss turns non-finite or grows a thousandfold "
         "is stopped and recorded as diverged; a diverged rate is never chosen. Seeds vary "
         "the initialization and the order of the mini-batches. Seconds are wall-clock time on "
-        "the machine below: other work running on it at the same time inflates them.</p>"
+        "the machine below: other work running on it at the same time inflates them."
+        f"{precision}</p>"
         f"<h3>Learning rates tried</h3><ul>{grids}</ul>"
         '<h3>Machine</h3><table style="width:auto">' + env_rows + "</table>"
         "<details><summary>Configuration (as stored in runs.sqlite)</summary><pre>"

@@ -2,6 +2,8 @@
 
 ``adam:lr=3e-4,betas=0.9/0.99`` is Adam with lr 3e-4 and betas (0.9, 0.99). Values are numbers,
 ``true``/``false``, tuples written with ``/``, or plain words (``momentum_form=textbook``).
+``state_dtype`` takes a dtype's name (``adam:state_dtype=bfloat16``), and
+``sgd:stochastic_rounding=true`` rounds low-precision stores stochastically.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from descend.registry import Entry, entry
 
@@ -49,7 +53,14 @@ class OptimizerSpec:
         return create(self.name, params, **self.hyperparameters)
 
 
+# The values ``state_dtype`` accepts on the command line.
+STATE_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+                "float16": torch.float16}
+
+
 def _show(v: Any) -> str:
+    if isinstance(v, torch.dtype):
+        return str(v).removeprefix("torch.")
     if isinstance(v, tuple):
         return "/".join(_show(x) for x in v)
     return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
@@ -85,5 +96,14 @@ def parse_spec(text: str) -> OptimizerSpec:
         if key not in allowed:
             raise ValueError(f"{e.name} has no hyperparameter {key!r}; allowed: "
                              f"{', '.join(allowed)}")
-        hyperparameters[key] = _value(value.strip())
+        hyperparameters[key] = (_state_dtype(value.strip(), text) if key == "state_dtype"
+                                else _value(value.strip()))
     return OptimizerSpec(e.name, hyperparameters)
+
+
+def _state_dtype(text: str, spec: str) -> torch.dtype:
+    name = text.lower().removeprefix("torch.")
+    if name not in STATE_DTYPES:
+        raise ValueError(f"state_dtype={text} in {spec!r} is not a storage dtype; use one of "
+                         f"{', '.join(STATE_DTYPES)}, e.g. adam:state_dtype=bfloat16")
+    return STATE_DTYPES[name]

@@ -50,8 +50,8 @@ def canonical_json(value: Any) -> str:
 class RunRecord:
     """A run as stored. ``metrics`` is a list of per-evaluation dicts (``epoch``, ``step``,
     ``seconds``, ``train_loss``, ``val_loss``, ``test_loss`` and, for classification,
-    ``val_accuracy`` and ``test_accuracy``); ``timings`` holds ``step_seconds_mean``,
-    ``total_seconds`` and the like."""
+    ``val_accuracy`` and ``test_accuracy``); ``timings`` holds ``steps``, ``seconds``,
+    ``step_time`` and the like, and ``dtype``, the parameters' dtype as trained."""
 
     config: dict[str, Any]
     status: str

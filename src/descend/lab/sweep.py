@@ -9,8 +9,8 @@ failed rate is never chosen), then train that rate with seeds ``0 .. seeds-1`` a
 the sweep then goes one grid step further out, a bounded number of times.
 
 A run is identified by its configuration (task, data, optimizer and its hyperparameters, lr,
-seed, batch size, epochs): the store keeps it under that key, so a run is never trained twice,
-whichever compare asked for it first.
+seed, batch size, epochs, and the dtype it trains in where that is not float32): the store keeps
+it under that key, so a run is never trained twice, whichever compare asked for it first.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class CompareConfig:
     """What ``descend compare`` was asked to do; stored with the runs, so ``descend report``
     and ``--resume`` need nothing else. ``grids`` maps each optimizer label to the learning
     rates it is swept over (one rate when the spec sets ``lr``); ``widen`` is how many times
-    a sweep may add a rate beyond the grid's edge when the best rate lies on it."""
+    a sweep may add a rate beyond the grid's edge when the best rate lies on it. ``dtype`` is
+    what the models are trained in (``float32``, ``bfloat16`` or ``float16``)."""
 
     task: str
     optimizers: tuple[str, ...]
@@ -44,6 +45,7 @@ class CompareConfig:
     target_accuracy: float | None = None
     max_train: int | None = None
     data_dir: str | None = None
+    dtype: str = "float32"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,11 +62,15 @@ class CompareConfig:
 
     def run_config(self, label: str, lr: float, seed: int, batch_size: BatchSize
                    ) -> dict[str, Any]:
-        """The key of one run: everything that changes what training does, nothing else."""
+        """The key of one run: everything that changes what training does, nothing else. (A
+        float32 run's key has no dtype: the keys of stores written before there was a choice.)"""
         base = parse_spec(label).without_lr().label
-        return {"task": self.task, "data_dir": self.data_dir, "max_train": self.max_train,
-                "optimizer": base, "lr": float(lr), "seed": int(seed),
-                "batch_size": batch_size, "epochs": self.epochs}
+        key = {"task": self.task, "data_dir": self.data_dir, "max_train": self.max_train,
+               "optimizer": base, "lr": float(lr), "seed": int(seed),
+               "batch_size": batch_size, "epochs": self.epochs}
+        if self.dtype != "float32":
+            key["dtype"] = self.dtype
+        return key
 
     def total_runs(self) -> int:
         """How many runs the compare trains at least (seed 0 of the chosen lr is a sweep run;

@@ -29,6 +29,13 @@ What is measured:
 
 Deterministic for a seed: the model comes from ``task.build_model(seed)`` and the minibatch
 order from a generator seeded with ``seed``; the global RNG is seeded too (for dropout).
+
+Low precision (``dtype=torch.bfloat16`` or ``torch.float16``): the model's parameters, and so
+their gradients, are stored in that dtype, the inputs are cast to it, and the loss is computed
+on the outputs cast to float32 (a softmax over bfloat16 logits loses digits for nothing). The
+optimizer does its math in float32 and rounds each result into the parameter's dtype, to
+nearest-even or, with the spec's ``stochastic_rounding=true``, stochastically. float32 (the
+default) trains exactly as before: every cast is then a no-op.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from copy import deepcopy as copy_module
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -51,6 +58,9 @@ EVAL_BATCH = 10_000
 MAX_CURVE_POINTS = 500
 
 BatchSize = int | str
+# The dtypes a model can be trained in, by the names the command line and the run store use.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class RunResult:
     steps: int = 0
     seconds: float = 0.0
     step_seconds: float = 0.0
+    dtype: str = "float32"  # the model's parameters' dtype, as trained
 
     @property
     def final(self) -> Point:
@@ -136,6 +147,43 @@ def batch_size_for(batch_size: BatchSize, n: int) -> int:
     return min(batch_size, n)
 
 
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """The lab's name of a training dtype (``float32``, ``bfloat16`` or ``float16``), from a
+    name, an alias (``bf16``, ``fp16``, ``fp32``) or a ``torch.dtype``; a ValueError naming the
+    allowed ones otherwise."""
+    if isinstance(dtype, torch.dtype):
+        name = str(dtype).removeprefix("torch.")
+    else:
+        name = str(dtype).strip().lower().removeprefix("torch.")
+        name = _DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported for training: use "
+                         f"{', '.join(DTYPES)} (e.g. --dtype bfloat16)")
+    return name
+
+
+def in_dtype(splits: Splits, dtype: torch.dtype) -> Splits:
+    """``splits`` with floating-point inputs cast to ``dtype`` (the same objects where they
+    already are); labels and targets are left as they are."""
+
+    def cast(split: Split) -> Split:
+        if not split.x.is_floating_point() or split.x.dtype == dtype:
+            return split
+        return Split(split.x.to(dtype), split.y)
+
+    return Splits(cast(splits.train), cast(splits.val), cast(splits.test))
+
+
+def float32_loss(loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """``loss`` computed on the model's outputs (and floating-point targets) cast to float32:
+    the gradient flows back into the low-precision model through the cast."""
+
+    def wrapped(out: Tensor, y: Tensor) -> Tensor:
+        return loss(out.float(), y.float() if y.is_floating_point() else y)
+
+    return wrapped
+
+
 def spec_lr(spec: OptimizerSpec) -> float | None:
     """The learning rate ``spec`` runs with: its own, else the registry default."""
     lr = spec.hyperparameters.get("lr", spec.entry.defaults().get("lr"))
@@ -157,13 +205,17 @@ def train(
     divergence_factor: float = 1e3,
     target_accuracy: float | None = None,
     threads: int | None = None,
+    dtype: str | torch.dtype = torch.float32,
+    model: nn.Module | None = None,
 ) -> RunResult:
     """Trains ``task``'s model with ``spec`` and returns what happened (see the module doc).
 
     ``epochs``, ``batch_size`` and ``target_accuracy`` default to the task's; ``splits`` to
     ``task.load(seed)``. ``on_epoch(point)`` is called after every whole epoch, ``on_step(step,
     loss)`` after every step (for progress bars). ``threads`` sets torch's intra-op threads for
-    the run (and restores them after).
+    the run (and restores them after). ``dtype`` is what the model is trained in (float32,
+    bfloat16 or float16: see the module doc). ``model`` trains that module, in place (cast to
+    ``dtype``), instead of a fresh ``task.build_model(seed)``: to continue from a trained point.
     """
     epochs = task.epochs if epochs is None else epochs
     if epochs < 0:
@@ -176,8 +228,13 @@ def train(
     batch = batch_size_for(requested, n)
     target = task.target_accuracy if target_accuracy is None else target_accuracy
 
+    torch_dtype = DTYPES[dtype_name(dtype)]
+
     torch.manual_seed(seed)
-    model = task.build_model(seed)
+    model = (task.build_model(seed) if model is None else model).to(torch_dtype)
+    if torch_dtype != torch.float32:
+        splits = in_dtype(splits, torch_dtype)
+        task = replace(task, loss=float32_loss(task.loss))
     warm_up(task, model, spec, splits.train, batch)
     optimizer = spec.build(model.parameters())
     result = RunResult(task.name, spec.label, seed, spec_lr(spec),
@@ -192,7 +249,15 @@ def train(
     finally:
         torch.set_num_threads(old_threads)
     result.steps, result.seconds, result.step_seconds = loop.steps, loop.seconds, loop.step_seconds
+    result.dtype = parameter_dtype(model)
     return result
+
+
+def parameter_dtype(model: nn.Module) -> str:
+    """The dtype of ``model``'s parameters by name (``float32``), or the names joined by
+    ``+`` when they differ."""
+    names = dict.fromkeys(str(p.dtype).removeprefix("torch.") for p in model.parameters())
+    return "+".join(names) or "none"
 
 
 def warm_up(task: Task, model: nn.Module, spec: OptimizerSpec, train_split: Split,

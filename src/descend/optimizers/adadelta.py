@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from descend.optimizer import Listing, Optimizer
@@ -31,8 +32,10 @@ class Adadelta(Optimizer):
         rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0,
         foreach: bool | None = None, *, capturable: bool = False, maximize: bool = False,
         differentiable: bool = False, skip_nonfinite: bool = False, impl: str = "auto",
+        state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults, foreach=foreach, capturable=capturable,
-                         differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl)
+                         differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl,
+                         state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from descend.optimizer import Listing, Optimizer
@@ -31,12 +32,14 @@ class Adagrad(Optimizer):
         eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
         differentiable: bool = False, fused: bool | None = None, skip_nonfinite: bool = False,
         impl: str = "auto",
+        state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps,
                         maximize=maximize)
         super().__init__(params, defaults, foreach=foreach, differentiable=differentiable,
-                         fused=fused, skip_nonfinite=skip_nonfinite, impl=impl)
+                         fused=fused, skip_nonfinite=skip_nonfinite, impl=impl,
+                         state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
         for group in self.param_groups:  # as torch does: the state exists from construction
             for p in group["params"]:
                 self._complete_state(p, self.state[p], group, self.state_names(group))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from descend.optimizer import Listing, Optimizer
@@ -31,13 +32,15 @@ class Adam(Optimizer):
         amsgrad: bool = False, *, foreach: bool | None = None, maximize: bool = False,
         capturable: bool = False, differentiable: bool = False, fused: bool | None = None,
         decoupled_weight_decay: bool = False, skip_nonfinite: bool = False, impl: str = "auto",
+        state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, fused=fused,
-                         skip_nonfinite=skip_nonfinite, impl=impl)
+                         skip_nonfinite=skip_nonfinite, impl=impl,
+                         state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
         if len(group["betas"]) != 2:
@@ -67,11 +70,13 @@ class AdamW(Adam):
         amsgrad: bool = False, *, maximize: bool = False, foreach: bool | None = None,
         capturable: bool = False, differentiable: bool = False, fused: bool | None = None,
         skip_nonfinite: bool = False, impl: str = "auto",
+        state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
                          maximize=maximize, capturable=capturable, differentiable=differentiable,
                          fused=fused, decoupled_weight_decay=True,
-                         skip_nonfinite=skip_nonfinite, impl=impl)
+                         skip_nonfinite=skip_nonfinite, impl=impl,
+                         state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # As in torch: an Adam state dict loaded into AdamW keeps AdamW's decoupled decay.

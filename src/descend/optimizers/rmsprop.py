@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from descend.optimizer import Listing, Optimizer
@@ -45,12 +46,14 @@ class RMSprop(Optimizer):
         centered: bool = False, capturable: bool = False, foreach: bool | None = None,
         maximize: bool = False, differentiable: bool = False, *, nesterov: bool = False,
         skip_nonfinite: bool = False, impl: str = "auto",
+        state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, nesterov=nesterov,
                         maximize=maximize)
         super().__init__(params, defaults, foreach=foreach, capturable=capturable,
-                         differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl)
+                         differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl,
+                         state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
         super().check_hyperparameters(group)

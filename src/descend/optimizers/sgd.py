@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from descend.optimizer import Listing, Optimizer
@@ -50,12 +51,14 @@ class SGD(Optimizer):
         nesterov: bool = False, *, maximize: bool = False, foreach: bool | None = None,
         differentiable: bool = False, fused: bool | None = None, momentum_form: str = "torch",
         skip_nonfinite: bool = False, impl: str = "auto",
+        state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                         momentum_form=momentum_form)
         super().__init__(params, defaults, foreach=foreach, differentiable=differentiable,
-                         fused=fused, skip_nonfinite=skip_nonfinite, impl=impl)
+                         fused=fused, skip_nonfinite=skip_nonfinite, impl=impl,
+                         state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
         super().check_hyperparameters(group)
