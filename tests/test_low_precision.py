@@ -360,16 +360,18 @@ def test_kernel_conversions_match_torch_bit_for_bit():
     from descend.engines import kernel_support as k
 
     @numba.njit
-    def nearest(x, bf, hf):
+    def nearest(x, bf, hf, hf_by_bits):
         for i in range(x.size):
             bf[i] = k.bfloat16_nearest(x[i])
             hf[i] = k.float16_nearest(x[i])
+            hf_by_bits[i] = k.float16_nearest_by_bits(x[i])  # where the CPU lacks F16C
 
     @numba.njit
-    def widen(h, bf, hf):
+    def widen(h, bf, hf, hf_by_bits):
         for i in range(h.size):
             bf[i] = k.bfloat16_widen(h[i])
             hf[i] = k.float16_widen(h[i])
+            hf_by_bits[i] = k.float16_widen_by_bits(h[i])
 
     @numba.njit
     def stochastic(x, key, bf, hf):
@@ -393,20 +395,23 @@ def test_kernel_conversions_match_torch_bit_for_bit():
         return bool(((ours_t.view(torch.int16) == theirs.view(torch.int16))
                      | (ours_t.isnan() & theirs.isnan())).all())
 
-    bf, hf = np.empty(x.numel(), np.uint16), np.empty(x.numel(), np.uint16)
-    nearest(x.numpy(), bf, hf)
+    bf, hf, hf_bits = (np.empty(x.numel(), np.uint16) for _ in range(3))
+    nearest(x.numpy(), bf, hf, hf_bits)
     assert same(bf, x.to(torch.bfloat16)) and same(hf, x.to(torch.float16))
+    assert same(hf_bits, x.to(torch.float16))
 
-    every = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16)
-    wide_bf, wide_hf = np.empty(every.numel(), np.float32), np.empty(every.numel(), np.float32)
-    widen(every.numpy().view(np.uint16), wide_bf, wide_hf)
-    for ours, dtype in ((wide_bf, torch.bfloat16), (wide_hf, torch.float16)):
+    every = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16)  # all 65536 values
+    wide_bf, wide_hf, wide_bits = (np.empty(every.numel(), np.float32) for _ in range(3))
+    widen(every.numpy().view(np.uint16), wide_bf, wide_hf, wide_bits)
+    for ours, dtype in ((wide_bf, torch.bfloat16), (wide_hf, torch.float16),
+                        (wide_bits, torch.float16)):
         theirs = every.view(dtype).float()
         ours_t = torch.from_numpy(ours)
         assert bool(((ours_t.view(torch.int32) == theirs.view(torch.int32))
                      | (ours_t.isnan() & theirs.isnan())).all())
 
     key = precision.stream_key(12345, 7)
+    bf, hf = np.empty(x.numel(), np.uint16), np.empty(x.numel(), np.uint16)
     stochastic(x.numpy(), key, bf, hf)
     bits = precision.random_bits(key, 3, 2, x.numel(), x.device)
     assert same(bf, precision.round_stochastic(x, torch.bfloat16, bits))

@@ -50,10 +50,34 @@ def _compiled(function, **callees):
     return njit(inline="always")(FunctionType(function.__code__, namespace, function.__name__))
 
 
-mul32 = _compiled(precision.mul32)
-fmix32 = _compiled(precision.fmix32, mul32=mul32)
-step_base = _compiled(precision.step_base, mul32=mul32, fmix32=fmix32)
-element_bits = _compiled(precision.element_bits, mul32=mul32, fmix32=fmix32)
+fmix32 = _compiled(precision.fmix32)
+step_base = _compiled(precision.step_base, fmix32=fmix32)
+element_bits = _compiled(precision.element_bits, fmix32=fmix32)
+
+
+@intrinsic
+def select(typingctx, condition, if_true, if_false):
+    """``if_true if condition else if_false`` without a branch: both sides are computed, which
+    keeps the element loop straight-line code that LLVM vectorizes."""
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+    return if_true(types.boolean, if_true, if_true), codegen
+
+
+@intrinsic
+def _half_to_float(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        half = builder.bitcast(args[0], llvm_ir.HalfType())
+        return builder.fpext(half, llvm_ir.FloatType())
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def _float_to_half(typingctx, x):
+    def codegen(context, builder, signature, args):
+        half = builder.fptrunc(args[0], llvm_ir.HalfType())
+        return builder.bitcast(half, llvm_ir.IntType(16))
+    return types.uint16(types.float32), codegen
 
 
 @njit(inline="always")
@@ -76,23 +100,22 @@ def bfloat16_widen(h):
 def bfloat16_nearest(x):
     """float32 -> bfloat16 bits, rounded to nearest-even (NaN -> torch's 0x7FC0)."""
     b = _bits(x)
-    if x != x:
-        return np.uint16(0x7FC0)
-    return np.uint16((b + 0x7FFF + ((b >> 16) & 1)) >> 16)
+    rounded = np.uint16((b + 0x7FFF + ((b >> 16) & 1)) >> 16)
+    return select(x != x, np.uint16(0x7FC0), rounded)
 
 
 @njit(inline="always")
 def bfloat16_stochastic(x, r):
     """float32 -> bfloat16 bits, rounded up with probability (x - down) / ulp; ``r``: random
-    32 bits."""
-    if not abs(x) < np.inf:
-        return bfloat16_nearest(x)
-    return np.uint16(((_bits(x) + (r & 0xFFFF)) & precision.MASK32) >> 16)
+    32 bits. NaN and Inf round to nearest."""
+    rounded = np.uint16(((_bits(x) + (r & 0xFFFF)) & precision.MASK32) >> 16)
+    return select(abs(x) < np.inf, rounded, bfloat16_nearest(x))
 
 
 @njit(inline="always")
-def float16_widen(h):
-    """float16 bits (uint16) -> float32, exactly."""
+def float16_widen_by_bits(h):
+    """float16 bits (uint16) -> float32, exactly, in integer arithmetic (where the CPU lacks
+    F16C's conversion instructions)."""
     h = np.int64(h)
     sign = (h & 0x8000) << 16
     exponent = (h >> 10) & 0x1F
@@ -106,9 +129,10 @@ def float16_widen(h):
 
 
 @njit(inline="always")
-def float16_nearest(x):
-    """float32 -> float16 bits, rounded to nearest-even (F. Giesen's float_to_half_fast3_rtne:
-    overflow -> Inf, NaN -> 0x7E00, subnormals rounded by a float32 add)."""
+def float16_nearest_by_bits(x):
+    """float32 -> float16 bits, rounded to nearest-even, in integer arithmetic (F. Giesen's
+    float_to_half_fast3_rtne: overflow -> Inf, NaN -> 0x7E00, subnormals rounded by a float32
+    add), where the CPU lacks F16C."""
     f = _bits(x)
     sign = f & 0x80000000
     f = f ^ sign
@@ -121,22 +145,44 @@ def float16_nearest(x):
     return np.uint16(out | (sign >> 16))
 
 
+def _has_f16c() -> bool:
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("f16c", False))
+
+
+# LLVM's float<->half conversions are one vectorizable instruction each on CPUs with F16C (every
+# x86 CPU since 2013; ARM64 has its own); elsewhere they would be library calls numba may not
+# link, so the integer versions stand in. Both round to nearest-even, as torch does.
+if _has_f16c():
+    @njit(inline="always")
+    def float16_widen(h):
+        """float16 bits (uint16) -> float32, exactly."""
+        return _half_to_float(np.uint16(h))
+
+    @njit(inline="always")
+    def float16_nearest(x):
+        """float32 -> float16 bits, rounded to nearest-even."""
+        return _float_to_half(np.float32(x))
+else:
+    float16_widen, float16_nearest = float16_widen_by_bits, float16_nearest_by_bits
+
+
 @njit(inline="always")
 def float16_stochastic(x, r):
     """float32 -> float16 bits, rounded up with probability (x - down) / ulp (see
-    ``descend.precision.round_stochastic``, which computes the same bits with torch ops)."""
-    if not abs(x) < np.inf:
-        return float16_nearest(x)
+    ``descend.precision.round_stochastic``, which computes the same bits with torch ops). Both
+    of its cases are computed and one selected: no branch in the element loop."""
     b = _bits(x)
-    if abs(x) >= np.float32(precision.FP16_MIN_NORMAL):
-        return float16_nearest(_float((b + (r & 0x1FFF)) & (precision.MASK32 ^ 0x1FFF)))
+    normal = _float((b + (r & 0x1FFF)) & (precision.MASK32 ^ 0x1FFF))
     scaled = abs(np.float32(x)) * np.float32(1 / precision.FP16_SUBNORMAL_ULP)
     down = np.floor(scaled)
     uniform = np.float32(r >> 8) * np.float32(precision.FP16_SUBNORMAL_ULP)
-    if uniform < scaled - down:
-        down += np.float32(1.0)
-    magnitude = down * np.float32(precision.FP16_SUBNORMAL_ULP)
-    return float16_nearest(_float(_bits(magnitude) | (b & 0x80000000)))
+    up = select(uniform < scaled - down, np.float32(1.0), np.float32(0.0))
+    magnitude = (down + up) * np.float32(precision.FP16_SUBNORMAL_ULP)
+    subnormal = _float(_bits(magnitude) | (b & 0x80000000))
+    rounded = select(abs(x) >= np.float32(precision.FP16_MIN_NORMAL), normal, subnormal)
+    return float16_nearest(select(abs(x) < np.inf, rounded, np.float32(x)))
 
 
 @njit(inline="always")
