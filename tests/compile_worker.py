@@ -95,16 +95,16 @@ def _summarize_break(message: str) -> dict[str, Any]:
     }
 
 
-def build_model(seed: int = 0) -> nn.Module:
+def build_model(dtype: torch.dtype, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).to(dtype)
 
 
-def fixed_data() -> tuple[Tensor, Tensor]:
+def fixed_data(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(32, 8, generator=g)
     y = torch.randn(32, 4, generator=g)
-    return x, y
+    return x.to(dtype), y.to(dtype)
 
 
 def make_descend(name: str, params: Any, args: argparse.Namespace):
@@ -113,6 +113,7 @@ def make_descend(name: str, params: Any, args: argparse.Namespace):
         kwargs["skip_nonfinite"] = True
     if args.tensor_lr:
         kwargs["lr"] = torch.tensor(kwargs.get("lr", entry(name).defaults()["lr"]))
+    torch.manual_seed(7)  # the stochastic-rounding seed: the same for the compiled and the eager
     return descend.create(name, params, **kwargs)
 
 
@@ -144,7 +145,7 @@ def run(model: nn.Module, opt: torch.optim.Optimizer, mode: str, compiled: bool,
         args: argparse.Namespace) -> list[float]:
     steps, backend = args.steps, args.backend
     sched = scheduler_for(opt)
-    x, y = fixed_data()
+    x, y = fixed_data(getattr(torch, args.dtype))
     loss_fn = nn.MSELoss()
     losses: list[float] = []
 
@@ -262,7 +263,8 @@ def compare(name: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     records = args.records
     compile_stats(records)  # clears what an earlier name left
 
-    model_c, model_e = build_model(), build_model()
+    dtype = getattr(torch, args.dtype)
+    model_c, model_e = build_model(dtype), build_model(dtype)
     start = [p.detach().clone() for p in model_e.parameters()]
     opt_c = make_descend(name, model_c.parameters(), args)
     if args.against == "torch":
@@ -340,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-rtol", type=float, default=1e-3,
                         help="tolerance on the parameters' displacement from their start")
     parser.add_argument("--tensor-lr", action="store_true", help="lr as a 0-dim tensor")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="the model's parameters (and data)")
     parser.add_argument("--skip-nonfinite", action="store_true")
     parser.add_argument("--hyper", type=json.loads, default={},
                         help="hyperparameters over the registry's, as JSON")

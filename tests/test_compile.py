@@ -84,7 +84,9 @@ def test_compiled_matches_torch_optim_compiled(name: str) -> None:
     ("adam", ["--tensor-lr", "--fullgraph"], None),
     ("momentum", ["--hyper", '{"dampening": 0.1}'], "descend/rules/sgd.py"),
     ("adam", ["--skip-nonfinite"], "descend/optimizer.py"),
-], ids=["tensor-lr", "dampening", "skip-nonfinite"])
+    ("adam", ["--dtype", "bfloat16", "--hyper", '{"stochastic_rounding": true}', "--fullgraph"],
+     None),
+], ids=["tensor-lr", "dampening", "skip-nonfinite", "bfloat16-stochastic-rounding"])
 def test_compiled_options(name: str, options: list[str], breaks_at: str | None) -> None:
     """Configurations whose code under compile differs. The results agree with eager steps in
     every case; what the user gets (README, "descend inside torch.compile"):
@@ -92,7 +94,9 @@ def test_compiled_options(name: str, options: list[str], breaks_at: str | None) 
     - SGD with dampening: a graph break at the first-step branch on the step count (the rule
       asks whether step == 1, a tensor under compile); the update still runs on tensor step
       counts, so no value of the step is specialized on;
-    - skip_nonfinite: one break at the finiteness check (a decision on the host)."""
+    - skip_nonfinite: one break at the finiteness check (a decision on the host);
+    - bfloat16 parameters with stochastic rounding: one graph (the random bits are torch ops
+      on the tensor step count)."""
     rc, results, stderr = run_worker(name, "opt_step", *options)
     check_agreement(rc, results, stderr)
     r = results[0]

@@ -14,6 +14,7 @@ COMMANDS = {
     "report": "descend.lab.report",
     "landscape": "descend.lab.landscape",
     "lr-find": "descend.lab.lrfind",
+    "precision": "descend.lab.precision",
     "cheatsheet": "descend.lab.cheatsheet",
     "bench": "descend.bench",
     "build-native": "descend.engines.native",

@@ -26,6 +26,8 @@ def error_of(capsys, *argv: str) -> str:
     (["--lr-grid", "0.1", "-1"], ["learning rate -1", "positive"]),
     (["--seeds", "0"], ["--seeds must be a positive integer"]),
     (["--target-accuracy", "85"], ["--target-accuracy 85 must be in (0, 1]"]),
+    (["--dtype", "int8"], ["--dtype int8 is not supported", "bfloat16"]),
+    (["--optimizers", "adam:state_dtype=int8"], ["not a storage dtype", "bfloat16"]),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, expected):
     message = error_of(capsys, "compare", "--out", str(tmp_path / "out"), *args)

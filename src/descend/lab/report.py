@@ -151,9 +151,10 @@ def _without_lr(labels: tuple[str, ...]) -> list[OptimizerSpec]:
 def summary_text(rows: list[Row], accuracy: bool) -> str:
     """The results table as plain text, for the terminal."""
     metric = "test acc" if accuracy else "test loss"
-    lines = [f"{'optimizer':<22} {'batch':>6} {'lr':>8} {metric:>16} {'step ms':>8}"]
+    width = max([22, *(len(row.label) for row in rows)])
+    lines = [f"{'optimizer':<{width}} {'batch':>6} {'lr':>8} {metric:>16} {'step ms':>8}"]
     for row in rows:
-        lines.append(f"{row.label:<22} {str(row.batch_size):>6} {row.lr_text:>8} "
+        lines.append(f"{row.label:<{width}} {str(row.batch_size):>6} {row.lr_text:>8} "
                      f"{row.metric_text:>16} {row.step_ms_text:>8}")
     return "\n".join(lines)
 
