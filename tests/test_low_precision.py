@@ -142,7 +142,7 @@ def _saved(opt: torch.optim.Optimizer) -> dict:
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
     buffer.seek(0)
-    return torch.load(buffer)
+    return torch.load(buffer, weights_only=True)
 
 
 def test_checkpoint_keeps_the_state_dtype_and_float32_state_is_not_rounded():

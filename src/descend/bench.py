@@ -324,6 +324,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dtype", choices=list(DTYPES), default=None,
                         help="descend's state_dtype (torch keeps its state in the parameters' "
                              "dtype)")
+    parser.add_argument("--stochastic-rounding", action="store_true",
+                        help="descend rounds its bfloat16/float16 stores stochastically")
     parser.add_argument("--no-first-step", action="store_true",
                         help="skip timing the first step in fresh processes (cold, warm cache)")
 
@@ -348,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
     dtype = DTYPES[args.dtype]
     options = {} if args.state_dtype is None else {"state_dtype": DTYPES[args.state_dtype]}
     state = f", descend's state in {args.state_dtype}" if args.state_dtype else ""
+    if args.stochastic_rounding:
+        options["stochastic_rounding"] = True
+        state += ", descend rounding stochastically"
     print(f"descend bench: shape {args.shape}: {sum(sizes) / 1e6:.2f}M {args.dtype} parameters "
           f"in {description}{state}; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, impl='auto' runs CPU float tensors on {engine}, {checks} per-step checks")

@@ -51,8 +51,70 @@ def _compiled(function, **callees):
 
 
 fmix32 = _compiled(precision.fmix32)
-step_base = _compiled(precision.step_base, fmix32=fmix32)
-element_bits = _compiled(precision.element_bits, fmix32=fmix32)
+step_base = _compiled(precision.step_base, fmix32=fmix32)  # once per tensor and step
+
+
+# ---- in the element loop: 32-bit integer arithmetic written as LLVM IR ----------------------
+# numba widens integer arithmetic to 64 bits, which halves the lanes of a vector (and AVX2 has
+# no 64-bit multiply); these helpers run in 32 bits, as the formulas in descend.precision
+# define them modulo 2^32 (tests/test_low_precision.py checks them bit for bit against it).
+
+_I32, _I16 = llvm_ir.IntType(32), llvm_ir.IntType(16)
+
+
+def _fmix32_ir(builder, h):
+    for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = builder.mul(builder.xor(h, builder.lshr(h, _I32(shift))), _I32(multiplier))
+    return builder.xor(h, builder.lshr(h, _I32(16)))
+
+
+@intrinsic
+def element_bits(typingctx, base, index):
+    """``descend.precision.element_bits``: fmix32(base + index * GOLDEN) mod 2^32."""
+    def codegen(context, builder, signature, args):
+        base32, index32 = (builder.trunc(a, _I32) for a in args)
+        h = builder.add(base32, builder.mul(index32, _I32(precision.GOLDEN)))
+        return _fmix32_ir(builder, h)
+    return types.uint32(types.int64, types.int64), codegen
+
+
+def _bfloat16_nearest_ir(builder, x):
+    bits = builder.bitcast(x, _I32)
+    lsb = builder.and_(builder.lshr(bits, _I32(16)), _I32(1))
+    rounded = builder.lshr(builder.add(builder.add(bits, _I32(0x7FFF)), lsb), _I32(16))
+    is_nan = builder.fcmp_unordered("uno", x, x)
+    return builder.trunc(builder.select(is_nan, _I32(0x7FC0), rounded), _I16)
+
+
+@intrinsic
+def bfloat16_nearest(typingctx, x):
+    """float32 -> bfloat16 bits, rounded to nearest-even (NaN -> torch's 0x7FC0)."""
+    def codegen(context, builder, signature, args):
+        return _bfloat16_nearest_ir(builder, args[0])
+    return types.uint16(types.float32), codegen
+
+
+@intrinsic
+def bfloat16_stochastic(typingctx, x, r):
+    """float32 -> bfloat16 bits, rounded up with probability (x - down) / ulp; ``r``: 32
+    random bits. NaN and Inf round to nearest."""
+    def codegen(context, builder, signature, args):
+        x, r = args
+        bits = builder.bitcast(x, _I32)
+        up = builder.lshr(builder.add(bits, builder.and_(r, _I32(0xFFFF))), _I32(16))
+        exponent = builder.and_(bits, _I32(0x7F800000))
+        finite = builder.icmp_unsigned("!=", exponent, _I32(0x7F800000))
+        return builder.select(finite, builder.trunc(up, _I16), _bfloat16_nearest_ir(builder, x))
+    return types.uint16(types.float32, types.uint32), codegen
+
+
+@intrinsic
+def bfloat16_widen(typingctx, h):
+    """bfloat16 bits (uint16) -> float32, exactly."""
+    def codegen(context, builder, signature, args):
+        bits = builder.shl(builder.zext(args[0], _I32), _I32(16))
+        return builder.bitcast(bits, llvm_ir.FloatType())
+    return types.float32(types.uint16), codegen
 
 
 @intrinsic
@@ -88,28 +150,6 @@ def _bits(x):
 @njit(inline="always")
 def _float(bits):
     return float32_from_bits(np.uint32(bits))
-
-
-@njit(inline="always")
-def bfloat16_widen(h):
-    """bfloat16 bits (uint16) -> float32, exactly."""
-    return _float(np.int64(h) << 16)
-
-
-@njit(inline="always")
-def bfloat16_nearest(x):
-    """float32 -> bfloat16 bits, rounded to nearest-even (NaN -> torch's 0x7FC0)."""
-    b = _bits(x)
-    rounded = np.uint16((b + 0x7FFF + ((b >> 16) & 1)) >> 16)
-    return select(x != x, np.uint16(0x7FC0), rounded)
-
-
-@njit(inline="always")
-def bfloat16_stochastic(x, r):
-    """float32 -> bfloat16 bits, rounded up with probability (x - down) / ulp; ``r``: random
-    32 bits. NaN and Inf round to nearest."""
-    rounded = np.uint16(((_bits(x) + (r & 0xFFFF)) & precision.MASK32) >> 16)
-    return select(abs(x) < np.inf, rounded, bfloat16_nearest(x))
 
 
 @njit(inline="always")
