@@ -416,3 +416,19 @@ def test_kernel_conversions_match_torch_bit_for_bit():
     bits = precision.random_bits(key, 3, 2, x.numel(), x.device)
     assert same(bf, precision.round_stochastic(x, torch.bfloat16, bits))
     assert same(hf, precision.round_stochastic(x, torch.float16, bits))
+
+
+def test_an_optimizer_pickled_before_low_precision_existed_unpickles_and_steps():
+    params = make_params()
+    opt = descend.Adam(params)
+    set_grads(0, params)
+    opt.step()
+    state = opt.__getstate__()
+    for group in (state["defaults"], *state["param_groups"]):
+        del group["state_dtype"], group["stochastic_rounding"]
+    old = descend.Adam.__new__(descend.Adam)
+    old.__setstate__(state)
+    set_grads(1, params)
+    old.step()
+    assert old.param_groups[0]["state_dtype"] is None
+    assert old.param_groups[0]["stochastic_rounding"] is False

@@ -170,7 +170,11 @@ class Optimizer(torch.optim.Optimizer):
         self.skipped_steps = state.pop("skipped_steps", getattr(self, "skipped_steps", 0))
         self.skip_group = getattr(self, "skip_group", None)
         self._batches, self._stored_as = {}, {}
+        unpickling = "defaults" in state  # (load_state_dict passes only state and groups)
         super().__setstate__(state)
+        for group in (self.defaults, *self.param_groups) if unpickling else ():
+            group.setdefault("state_dtype", None)  # pickled by an older version
+            group.setdefault("stochastic_rounding", False)
         for p_state in self.state.values():  # a step saved as a number (older torch, by hand)
             step = p_state.get("step")
             if step is not None and not isinstance(step, Tensor):

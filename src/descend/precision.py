@@ -52,31 +52,40 @@ def compute_dtype(dtypes: Iterable[torch.dtype]) -> torch.dtype:
 
 # ---- the counter-based generator ---------------------------------------------------------------
 
+def mul32(h, c: int):
+    """(h * c) mod 2^32 for 32-bit ``h``, in two products that never exceed 2^48: exact for
+    Python ints, numba's int64 and int64 tensors alike (signed overflow is undefined in the C++
+    that torch and inductor compile)."""
+    low = h * (c & 0xFFFF)
+    high = ((h * (c >> 16)) & 0xFFFF) << 16
+    return (low + high) & MASK32
+
+
 def fmix32(h):
-    """MurmurHash3's 32-bit finalizer (a bijection that mixes every bit) on 32-bit values held
-    in Python ints, numba int64s or int64 tensors: the one copy the torch ops and the numba
-    kernels both run. A product's low 32 bits are the same whether it wraps at 2^64 or not."""
+    """MurmurHash3's 32-bit finalizer (a bijection that mixes every bit), for the same types as
+    ``mul32``. The torch ops and the kernels' per-tensor work run this copy; the kernels' element
+    loop runs its 32-bit LLVM twin (``kernel_support.element_bits``), tested bit for bit."""
     h = h ^ (h >> 16)
-    h = (h * 0x85EBCA6B) & MASK32
+    h = mul32(h, 0x85EBCA6B)
     h = h ^ (h >> 13)
-    h = (h * 0xC2B2AE35) & MASK32
+    h = mul32(h, 0xC2B2AE35)
     return h ^ (h >> 16)
 
 
 def stream_key(seed: int, index: int) -> int:
     """The 32-bit stream of the parameter at ``index`` in a group whose seed is ``seed``."""
-    return fmix32((seed ^ fmix32((index * INDEX_MIX) & MASK32)) & MASK32)
+    return fmix32((seed ^ fmix32(mul32(index, INDEX_MIX))) & MASK32)
 
 
 def step_base(key: int, step: int, column: int) -> int:
     """The counter of element 0 of operand ``column`` (its position in p, g, *state) at
     ``step``; element i's bits are ``fmix32(base + i * GOLDEN)``."""
-    return fmix32(key ^ fmix32((step * STEP_MIX + column * COLUMN_MIX) & MASK32))
+    return fmix32(key ^ fmix32((mul32(step, STEP_MIX) + mul32(column, COLUMN_MIX)) & MASK32))
 
 
 def element_bits(base, index):
     """The random bits of element ``index`` (a number or an int64 tensor of indices)."""
-    return fmix32((base + index * GOLDEN) & MASK32)
+    return fmix32((base + mul32(index, GOLDEN)) & MASK32)
 
 
 def random_bits(key: int, step: int | Tensor, column: int, numel: int,

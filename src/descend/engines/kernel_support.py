@@ -50,8 +50,9 @@ def _compiled(function, **callees):
     return njit(inline="always")(FunctionType(function.__code__, namespace, function.__name__))
 
 
-fmix32 = _compiled(precision.fmix32)
-step_base = _compiled(precision.step_base, fmix32=fmix32)  # once per tensor and step
+mul32 = _compiled(precision.mul32)
+fmix32 = _compiled(precision.fmix32, mul32=mul32)
+step_base = _compiled(precision.step_base, mul32=mul32, fmix32=fmix32)  # per tensor and step
 
 
 # ---- in the element loop: 32-bit integer arithmetic written as LLVM IR ----------------------
