@@ -167,7 +167,30 @@ ADAMW_INFO = OptimizerInfo(
     second_group={"weight_decay": 0.0},
     cycles="betas",
 )
-INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO)
+ADAMAX_INFO = OptimizerInfo(
+    descend.Adamax, torch.optim.Adamax,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6},
+    ),
+    second_group={"betas": (0.8, 0.99)},
+    cycles="betas",
+)
+RADAM_INFO = OptimizerInfo(
+    descend.RAdam, torch.optim.RAdam,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "betas": (0.8, 0.9), "maximize": True},
+    ),
+    second_group={"betas": (0.8, 0.99)},
+    cycles="betas",
+)
+INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
+         RADAM_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -181,7 +204,7 @@ def _registry_configs() -> list[Config]:
     out = []
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
-              "adadelta": 1.0, "adagrad": 0.1}.get(name, 0.05)
+              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 

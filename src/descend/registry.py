@@ -36,7 +36,8 @@ class Entry:
 
 
 # Keywords every optimizer takes that are not hyperparameters of its algorithm.
-_PLUMBING = {*IMPLEMENTATION_KEYWORDS, "skip_nonfinite", "impl"}
+_PLUMBING = {*IMPLEMENTATION_KEYWORDS, "skip_nonfinite", "impl", "state_dtype",
+             "stochastic_rounding"}
 
 _ENTRIES = [
     Entry(cls=cls, **asdict(listing))

@@ -69,3 +69,13 @@ def check_group(group: dict[str, Any], ranges: dict[str, Interval], owner: str) 
                 check(f"{name}[{i}]", item, allowed, owner)
         else:
             check(name, value, allowed, owner)
+
+
+def check_betas(group: dict[str, Any], owner: str) -> None:
+    """torch's checks of a ``betas`` pair: two values, both floats or both tensors."""
+    betas = group["betas"]
+    if len(betas) != 2:
+        raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+    if len({isinstance(beta, torch.Tensor) for beta in betas}) != 1:
+        raise ValueError(f"{owner}: betas must be either both floats or both tensors, got "
+                         f"{betas!r}")

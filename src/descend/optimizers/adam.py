@@ -9,7 +9,7 @@ from torch import Tensor
 from descend.optimizer import Listing, Optimizer
 from descend.rules.adam import adam, adamw
 from descend.state import Buffer
-from descend.validation import NONNEGATIVE, UNIT
+from descend.validation import NONNEGATIVE, UNIT, check_betas
 
 
 class Adam(Optimizer):
@@ -43,12 +43,7 @@ class Adam(Optimizer):
                          state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
-        if len(group["betas"]) != 2:
-            raise ValueError(f"{type(self).__name__}: betas must be a pair (beta1, beta2), "
-                             f"got {group['betas']!r}")
-        if len({isinstance(beta, Tensor) for beta in group["betas"]}) != 1:  # torch's rule
-            raise ValueError(f"{type(self).__name__}: betas must be either both floats or both "
-                             f"tensors, got {group['betas']!r}")
+        check_betas(group, type(self).__name__)
         super().check_hyperparameters(group)
 
     def rule_for(self, group: dict[str, Any]):
