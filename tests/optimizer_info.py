@@ -35,6 +35,8 @@ class OptimizerInfo:
     second_group: dict[str, Any] = field(default_factory=dict)
     # what lr_scheduler.OneCycleLR / CyclicLR can cycle: "momentum", "betas" or None
     cycles: str | None = None
+    # where torch lacks the algorithm: the reference package's class (a test-only dependency)
+    reference: Callable[..., torch.optim.Optimizer] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ class Config:
             self.cls is descend.RMSprop and kw.get("nesterov", False))
         return self.info.torch_cls is not None and not descend_only
 
+    def build_reference(self, params: Iterable[Any]) -> torch.optim.Optimizer:
+        """The reference package's optimizer with this config's hyperparameters."""
+        return self.info.reference(params, **self.effective_kwargs())
+
     def build_torch(self, params: Iterable[Any], **extra: Any) -> torch.optim.Optimizer:
         kw = {k: v for k, v in self.effective_kwargs().items() if k != "momentum_form"}
         return self.info.torch_cls(params, **kw, **extra)
@@ -88,6 +94,12 @@ def _default(cls: type, name: str) -> Any:
     import inspect
 
     return inspect.signature(cls.__init__).parameters[name].default
+
+
+def _lion_pytorch(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
+    from lion_pytorch import Lion  # lion-pytorch 0.2.5, in the dev extra
+
+    return Lion(params, **kwargs)
 
 
 SGD_INFO = OptimizerInfo(
@@ -189,8 +201,20 @@ RADAM_INFO = OptimizerInfo(
     second_group={"betas": (0.8, 0.99)},
     cycles="betas",
 )
+LION_INFO = OptimizerInfo(
+    descend.Lion, None,
+    (
+        {"lr": 1e-3},
+        {"lr": 1e-3, "weight_decay": 0.1},
+        {"lr": 1e-3, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 1e-3, "betas": (0.95, 0.98)},
+    ),
+    second_group={"betas": (0.8, 0.99), "weight_decay": 0.05},
+    cycles="betas",
+    reference=_lion_pytorch,
+)
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         RADAM_INFO)
+         RADAM_INFO, LION_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -204,7 +228,8 @@ def _registry_configs() -> list[Config]:
     out = []
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
-              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01}.get(name, 0.05)
+              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01,
+              "lion": 1e-3}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 
@@ -215,10 +240,12 @@ CONFIGS: list[Config] = [
 TORCH_CONFIGS = [c for c in CONFIGS if c.has_torch]
 # One representative (with momentum where the class has it) per class, for costly sweeps.
 REPRESENTATIVES = [
-    next(c for c in TORCH_CONFIGS if c.info is info and c.registry_name is None
+    next(c for c in (TORCH_CONFIGS if info.torch_cls else CONFIGS)
+         if c.info is info and c.registry_name is None
          and (info.cycles != "momentum" or c.kwargs.get("momentum", 0) > 0))
     for info in INFOS
 ]
+TORCH_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.has_torch]  # where torch is the twin
 
 
 def configs(selection: list[Config] = CONFIGS) -> Any:

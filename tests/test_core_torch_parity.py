@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from optimizer_info import IMPL, REPRESENTATIVES, TORCH_CONFIGS, configs, make_model, train
+from optimizer_info import IMPL, TORCH_CONFIGS, TORCH_REPRESENTATIVES, configs, make_model, train
 
 STEPS = 45
 RTOL = 1e-9
@@ -29,7 +29,7 @@ def test_matches_torch_optim(config):
 
 # The table runs on IMPL; the representatives also run on every other engine the user can pick.
 @pytest.mark.parametrize("impl", sorted({"auto", "reference"} - {IMPL}))
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_every_engine_matches_torch_optim(config, impl):
     check_parity(config, impl=impl)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
@@ -204,13 +205,13 @@ def test_state_memory_moved_under_the_same_tensors_is_announced_and_seen(checks,
         torch.testing.assert_close(opts[0].state[p]["sum"], opts[1].state[q]["sum"])
 
 
-def sign_rule(p, g, *, step, lr):
-    """Outside the traced vocabulary (torch.sign)."""
-    return p - lr * torch.sign(g), {}
+def tanh_rule(p, g, *, step, lr):
+    """Outside the traced vocabulary (torch.tanh)."""
+    return p - lr * torch.tanh(g), {}
 
 
-class SignSGD(descend.Optimizer):
-    rule = staticmethod(sign_rule)
+class TanhSGD(descend.Optimizer):
+    rule = staticmethod(tanh_rule)
 
     def __init__(self, params, lr=0.1, *, impl="auto"):
         super().__init__(params, dict(lr=lr), impl=impl)
@@ -221,7 +222,7 @@ def test_a_refused_group_refuses_the_whole_step(spoil):
     """Nothing is updated and no counter advances when any group's step is refused."""
     a = with_grad(torch.ones(3, requires_grad=True))
     b = with_grad(torch.ones(3, requires_grad=True))
-    opt = SignSGD([{"params": [a], "impl": "reference"}, {"params": [b], "impl": "numba"}])
+    opt = TanhSGD([{"params": [a], "impl": "reference"}, {"params": [b], "impl": "numba"}])
     if spoil == "bad hyperparameter":
         opt.param_groups[1]["impl"] = "reference"
         opt.param_groups[1]["lr"] = torch.tensor(0.1, requires_grad=True)
@@ -229,7 +230,7 @@ def test_a_refused_group_refuses_the_whole_step(spoil):
         opt.param_groups[1]["impl"] = "refrence"
     with pytest.raises(ValueError) as error:
         opt.step()
-    assert {"untraceable rule": "sign", "bad hyperparameter": "requires grad",
+    assert {"untraceable rule": "tanh", "bad hyperparameter": "requires grad",
             "unknown impl": "unknown impl"}[spoil] in str(error.value)
     assert torch.equal(a, torch.ones(3)) and torch.equal(b, torch.ones(3))
     assert all(float(s["step"]) == 0 for s in opt.state.values())
@@ -306,3 +307,29 @@ def test_load_state_dict_keeps_the_impl_this_optimizer_was_built_with():
 def test_skip_nonfinite_is_refused_per_group():
     with pytest.raises(ValueError, match="skip_nonfinite.*constructor"):
         descend.Adam([{"params": [torch.zeros(2, requires_grad=True)], "skip_nonfinite": True}])
+
+
+def sign_rule(p, g, *, step, lr):
+    return p - lr * g.sign(), {}
+
+
+class SignSGD(descend.Optimizer):
+    rule = staticmethod(sign_rule)
+
+    def __init__(self, params, lr=0.1, *, impl="auto"):
+        super().__init__(params, dict(lr=lr), impl=impl)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_sign_is_torch_sign_on_every_backend(dtype):
+    """torch.sign maps NaN to 0 (np.sign would give NaN): every backend follows torch."""
+    special = [math.nan, -0.0, 0.0, math.inf, -math.inf, 1e-30, -1e-30, 3.0, -2.0]
+    results = []
+    for impl in ("reference", "foreach", "numba"):
+        p = torch.zeros(len(special), dtype=dtype, requires_grad=True)
+        p.grad = torch.tensor(special, dtype=dtype)
+        SignSGD([p], lr=1.0, impl=impl).step()
+        results.append(p.detach())
+    expected = -torch.sign(torch.tensor(special, dtype=dtype))
+    for r in results:
+        assert torch.equal(r, expected)

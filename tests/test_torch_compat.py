@@ -46,8 +46,8 @@ from optimizer_info import (
     CONFIGS,
     IMPL,
     INFOS,
-    REPRESENTATIVES,
     TORCH_CONFIGS,
+    TORCH_REPRESENTATIVES,
     assert_same_tensors,
     configs,
     loss_closure,
@@ -219,7 +219,7 @@ def test_the_table_leaves_the_implementation_flags_to_the_tests():
 
 # ---- hooks (test_step_*_hook, test_step_all_hooks, test_*state_dict_*hook*) -------------------
 
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_global_and_local_step_hooks_run_in_torchs_order_and_can_be_removed(config):
     model = make_model()
     opt = config.build(config.groups(model))
@@ -248,7 +248,7 @@ def test_global_and_local_step_hooks_run_in_torchs_order_and_can_be_removed(conf
     assert len(calls) == 12, "removed hooks must not run"
 
 
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_a_step_pre_hook_may_replace_the_arguments_like_torch(config):
     """A pre-hook returning (args, kwargs) replaces them: here it hands step() the closure."""
     def body(build):
@@ -292,7 +292,7 @@ def _load_post_hook(opt):
     opt.state["post hook saw lr"] = opt.param_groups[0]["lr"]
 
 
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_state_dict_and_load_state_dict_hooks_behave_like_torchs(config):
     def body(build):
         seen = {}
@@ -364,7 +364,7 @@ def test_defaults_param_groups_and_state_have_torchs_keys_types_and_values(confi
                 assert_close([state[name]], [value], atol=1e-300)
 
 
-@configs([c for c in REPRESENTATIVES if c.cls is not SGD])  # torch's SGD keeps no step
+@configs([c for c in TORCH_REPRESENTATIVES if c.cls is not SGD])  # torch's SGD keeps no step
 def test_the_step_counter_dtype_follows_the_default_dtype_like_torch(config):
     """torch keeps ``step`` in float32, or in float64 when that is the default dtype."""
     def body(build):
@@ -468,7 +468,7 @@ def test_adagrad_share_memory_shares_the_sums_the_steps_update_like_torch():
 
 
 @pytest.mark.parametrize("named_from,named_to", [(True, False), (False, True), (True, True)])
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_named_and_unnamed_state_dicts_load_into_each_other_like_torch(config, named_from,
                                                                         named_to):
     def body(build):
@@ -489,7 +489,7 @@ def test_named_and_unnamed_state_dicts_load_into_each_other_like_torch(config, n
     assert_close(model.parameters(), torch_model.parameters())
 
 
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_a_state_dict_with_remapped_param_ids_loads_by_position(config):
     """Saved ids are only labels: the i-th saved id is the i-th parameter of the optimizer."""
     def resume(remap):
@@ -509,7 +509,7 @@ def test_a_state_dict_with_remapped_param_ids_loads_by_position(config):
                         [p.detach() for p in resume(lambda i: i).parameters()])
 
 
-@configs(REPRESENTATIVES)
+@configs(TORCH_REPRESENTATIVES)
 def test_a_repeated_param_group_packs_like_the_original(config):
     """torch's #36831: the same group listed twice has one representation in the state dict."""
     model = make_model()
@@ -601,7 +601,7 @@ RISKY_FOR_GRADS = [c for c in CONFIGS if c.kwargs.get("maximize") or c.kwargs.ge
 
 
 @pytest.mark.parametrize("impl", ["reference", "auto"])
-@configs(RISKY_FOR_GRADS + REPRESENTATIVES)
+@configs(RISKY_FOR_GRADS + TORCH_REPRESENTATIVES)
 def test_step_never_writes_into_the_gradients(config, impl):
     model = make_model()
     opt = config.build(config.groups(model), impl=impl)

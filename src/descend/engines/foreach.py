@@ -43,7 +43,8 @@ Scalar = float | list[float]  # one value for the whole batch, or one per tensor
 BINARY = {"add": torch._foreach_add, "sub": torch._foreach_sub, "mul": torch._foreach_mul,
           "div": torch._foreach_div, "pow": torch._foreach_pow,
           "maximum": torch._foreach_maximum, "minimum": torch._foreach_minimum}
-UNARY = {"neg": torch._foreach_neg, "sqrt": torch._foreach_sqrt, "abs": torch._foreach_abs}
+UNARY = {"neg": torch._foreach_neg, "sqrt": torch._foreach_sqrt, "abs": torch._foreach_abs,
+         "sign": torch._foreach_sign}
 
 
 def apply(

@@ -35,11 +35,13 @@ BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
           "div": operator.truediv, "pow": operator.pow,
           "maximum": lambda a, b: math.nan if math.isnan(a) or math.isnan(b) else max(a, b),
           "minimum": lambda a, b: math.nan if math.isnan(a) or math.isnan(b) else min(a, b)}
-UNARY = {"neg": operator.neg, "sqrt": math.sqrt, "abs": abs}
+UNARY = {"neg": operator.neg, "sqrt": math.sqrt, "abs": abs,
+         "sign": lambda a: float((a > 0) - (a < 0))}  # torch.sign: 0 for NaN
 COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
                "gt": operator.gt, "ge": operator.ge}
 TORCH_FUNCTIONS = {torch.maximum: "maximum", torch.minimum: "minimum", torch.sqrt: "sqrt",
-                   torch.abs: "abs", torch.Tensor.sqrt: "sqrt", torch.Tensor.abs: "abs"}
+                   torch.abs: "abs", torch.Tensor.sqrt: "sqrt", torch.Tensor.abs: "abs",
+                   torch.sign: "sign", torch.Tensor.sign: "sign"}
 
 
 class TraceError(RuntimeError):
@@ -86,6 +88,7 @@ class Expr:
     def __abs__(self): return self.trace.node("abs", self)
     def sqrt(self) -> Expr: return self.trace.node("sqrt", self)
     def abs(self) -> Expr: return self.trace.node("abs", self)
+    def sign(self) -> Expr: return self.trace.node("sign", self)
 
     # ---- comparisons become guards --------------------------------------------------------
     def _compare(self, op: str, other: Any) -> bool:
