@@ -21,9 +21,9 @@ class RAdam(Optimizer):
     listings = (Listing(
         "radam", "Adam without a warm-up to tune: momentum SGD for the first steps, where the "
         "second moment is too young to trust, then Adam scaled by a rectifier that grows to 1.",
-        r"\rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t};\ \theta \leftarrow \theta"
-        r" - \eta\,\hat m \cdot \begin{cases} r_t \sqrt{1-\beta_2^t}/(\sqrt{v}+\epsilon) &"
-        r" \rho_t > 5 \\ 1 & \text{else}\end{cases}", "Liu et al. 2020"),)
+        r"\theta \leftarrow \theta - \eta\,\hat m\, r_t\,\frac{\sqrt{1-\beta_2^t}}{\sqrt{v}"
+        r"+\epsilon}\ \mathrm{if}\ \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t} > 5,"
+        r"\ \mathrm{else}\ \theta - \eta\,\hat m", "Liu et al. 2020"),)
     ranges = {"lr": NONNEGATIVE, "betas": UNIT, "eps": NONNEGATIVE, "weight_decay": NONNEGATIVE}
 
     def __init__(
