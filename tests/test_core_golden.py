@@ -126,13 +126,16 @@ def test_plain_gradient_descent_follows_the_lr_it_is_given():
 # ---- RMSprop with Nesterov momentum: Goodfellow et al., Deep Learning, Algorithm 8.6 ---------
 
 def goodfellow_8_6(theta: float, lr: float, rho: float, alpha: float, steps: int,
-                   gradient_at_look_ahead: bool = True) -> list[float]:
+                   gradient_at_look_ahead: bool = True,
+                   lrs: list[float] | None = None) -> list[float]:
     """Algorithm 8.6 as printed: theta~ = theta + alpha v ; g = grad(theta~) ;
-    r <- rho r + (1-rho) g^2 ; v <- alpha v - lr/sqrt(r) g ; theta <- theta + v.
-    Returns the look-ahead points theta + alpha v, which descend's parameters are."""
+    r <- rho r + (1-rho) g^2 ; v <- alpha v - lr/sqrt(r) g ; theta <- theta + v (the learning
+    rate of step t is ``lrs[t]`` where given). Returns the look-ahead points theta + alpha v,
+    which descend's parameters are."""
     v = r = 0.0
     out = []
-    for _ in range(steps):
+    for t in range(steps):
+        lr = lrs[t] if lrs is not None else lr
         g = grad_f(theta + alpha * v if gradient_at_look_ahead else theta)
         r = rho * r + (1 - rho) * g * g
         v = alpha * v - lr / math.sqrt(r) * g
@@ -159,6 +162,51 @@ def test_rmsprop_nesterov_gradient_point_matters():
         lambda p: descend.RMSprop(p, lr=0.05, alpha=0.9, eps=0.0, momentum=0.9, nesterov=True),
         2.0, 40)
     assert max(abs(a - b) for a, b in zip(actual, at_theta, strict=True)) > 1e-3
+
+
+# A learning rate that changes at every step (a warm-up, then a decay with a wobble).
+RMSPROP_SCHEDULE = [0.05 * min(1.0, (t + 1) / 10) * (0.97**t) * (1 + 0.3 * math.sin(t))
+                    for t in range(40)]
+
+
+def _rmsprop_nesterov(momentum_form: str):
+    return lambda p: descend.RMSprop(p, lr=0.05, alpha=0.9, eps=0.0, momentum=0.9,
+                                     nesterov=True, momentum_form=momentum_form)
+
+
+def test_rmsprop_textbook_form_is_algorithm_8_6_under_a_schedule():
+    """momentum_form="textbook" puts the learning rate inside the velocity, as Algorithm 8.6
+    does: it follows the algorithm under a learning rate that changes at every step."""
+    expected = goodfellow_8_6(2.0, lr=0.0, rho=0.9, alpha=0.9, steps=40, lrs=RMSPROP_SCHEDULE)
+    actual = descend_trajectory(_rmsprop_nesterov("textbook"), 2.0, 40, RMSPROP_SCHEDULE)
+    assert_trajectory(actual, expected, rel=1e-11)
+
+
+def test_rmsprop_torch_form_leaves_algorithm_8_6_under_a_schedule_and_not_at_constant_lr():
+    """torch's form rescales the velocity already built up when the learning rate changes:
+    under the schedule it ends away from Algorithm 8.6; at a constant rate both forms are it."""
+    expected = goodfellow_8_6(2.0, lr=0.0, rho=0.9, alpha=0.9, steps=40, lrs=RMSPROP_SCHEDULE)
+    torch_form = descend_trajectory(_rmsprop_nesterov("torch"), 2.0, 40, RMSPROP_SCHEDULE)
+    assert max(abs(a - b) for a, b in zip(torch_form, expected, strict=True)) > 1e-3
+    constant = goodfellow_8_6(2.0, lr=0.05, rho=0.9, alpha=0.9, steps=40)
+    for form in ("torch", "textbook"):
+        assert_trajectory(descend_trajectory(_rmsprop_nesterov(form), 2.0, 40), constant,
+                          rel=1e-11)
+
+
+def test_rmsprop_textbook_momentum_without_nesterov_by_hand():
+    """v <- mu v - lr_t g/sqrt(r) ; theta <- theta + v, the gradient at theta."""
+    theta, v, r, expected = 2.0, 0.0, 0.0, []
+    for lr in RMSPROP_SCHEDULE:
+        g = grad_f(theta)
+        r = 0.9 * r + 0.1 * g * g
+        v = 0.9 * v - lr / math.sqrt(r) * g
+        theta += v
+        expected.append(theta)
+    actual = descend_trajectory(
+        lambda p: descend.RMSprop(p, lr=0.05, alpha=0.9, eps=0.0, momentum=0.9,
+                                  momentum_form="textbook"), 2.0, 40, RMSPROP_SCHEDULE)
+    assert_trajectory(actual, expected, rel=1e-11)
 
 
 def test_rmsprop_hinton():

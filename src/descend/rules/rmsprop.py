@@ -34,6 +34,43 @@ def rmsprop(
     b <- mu*b + g/rms ; theta <- theta - lr*(g/rms + mu*b)   (Nesterov momentum)
     """
     g = regularized_gradient(g, p, weight_decay, maximize)
+    scaled, new_state = _scaled_gradient(g, square_avg, grad_avg, alpha, eps, centered)
+    if momentum == 0:
+        return p - lr * scaled, new_state
+    b = momentum * momentum_buffer + scaled
+    new_state["momentum_buffer"] = b
+    direction = scaled + momentum * b if nesterov else b
+    return p - lr * direction, new_state
+
+
+def rmsprop_textbook(
+    p: Tensor, g: Tensor, *, square_avg: Tensor, velocity: Tensor | None = None,
+    grad_avg: Tensor | None = None, step: float,
+    lr: float, alpha: float, eps: float, weight_decay: float, momentum: float,
+    centered: bool, nesterov: bool, maximize: bool,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """RMSprop with the learning rate inside the velocity, as Goodfellow et al. write it
+    (Algorithm 8.6 with Nesterov momentum; the same without the look-ahead otherwise).
+
+    v <- mu*v - lr * g/rms ;  theta <- theta + v                (momentum)
+    v <- mu*v - lr * g/rms ;  phi <- phi + mu*v - lr * g/rms    (Nesterov: phi = theta + mu*v,
+                                                                 the look-ahead point, g at phi)
+    At a constant learning rate this is the torch form (v = -lr*b); under a schedule a new
+    learning rate only scales new steps, as in Algorithm 8.6.
+    """
+    g = regularized_gradient(g, p, weight_decay, maximize)
+    scaled, new_state = _scaled_gradient(g, square_avg, grad_avg, alpha, eps, centered)
+    if momentum == 0:
+        return p - lr * scaled, new_state
+    v = momentum * velocity - lr * scaled
+    new_state["velocity"] = v
+    delta = momentum * v - lr * scaled if nesterov else v
+    return p + delta, new_state
+
+
+def _scaled_gradient(g: Tensor, square_avg: Tensor, grad_avg: Tensor | None, alpha: float,
+                     eps: float, centered: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    """g / rms, and the new running averages."""
     mean_square = alpha * square_avg + (1 - alpha) * g * g
     new_state = {"square_avg": mean_square}
     variance = mean_square
@@ -41,10 +78,4 @@ def rmsprop(
         mean = alpha * grad_avg + (1 - alpha) * g
         new_state["grad_avg"] = mean
         variance = mean_square - mean * mean
-    scaled = g / (variance.sqrt() + eps)
-    if momentum == 0:
-        return p - lr * scaled, new_state
-    b = momentum * momentum_buffer + scaled
-    new_state["momentum_buffer"] = b
-    direction = scaled + momentum * b if nesterov else b
-    return p - lr * direction, new_state
+    return g / (variance.sqrt() + eps), new_state
