@@ -102,6 +102,12 @@ def _lion_pytorch(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
     return Lion(params, **kwargs)
 
 
+def _pytorch_optimizer_ademamix(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
+    from pytorch_optimizer import AdEMAMix  # pytorch-optimizer 4.1.0, in the dev extra
+
+    return AdEMAMix(params, **kwargs)
+
+
 SGD_INFO = OptimizerInfo(
     descend.SGD, torch.optim.SGD,
     (
@@ -216,8 +222,22 @@ LION_INFO = OptimizerInfo(
     cycles="betas",
     reference=_lion_pytorch,
 )
+ADEMAMIX_INFO = OptimizerInfo(
+    descend.AdEMAMix, None,
+    (
+        {"lr": 1e-3},
+        {"lr": 1e-3, "t_alpha_beta3": 20.0},
+        {"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": True},
+        {"lr": 1e-3, "weight_decay": 0.1},
+        {"lr": 1e-3, "maximize": True, "alpha": 2.0, "weight_decay": 0.1,
+         "weight_decouple": True},
+    ),
+    second_group={"alpha": 3.0, "betas": (0.8, 0.99, 0.999)},
+    cycles="betas",
+    reference=_pytorch_optimizer_ademamix,
+)
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         RADAM_INFO, LION_INFO)
+         RADAM_INFO, LION_INFO, ADEMAMIX_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -232,7 +252,7 @@ def _registry_configs() -> list[Config]:
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
               "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01,
-              "lion": 1e-3}.get(name, 0.05)
+              "lion": 1e-3, "ademamix": 1e-3}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 

@@ -32,9 +32,9 @@ GENERATOR_VERSION = "3"
 SCALAR_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
               "pow": "{} ** {}", "neg": "-{}", "sqrt": "math.sqrt({})", "abs": "abs({})",
               "sign": "float(({0} > 0) - ({0} < 0))", "maximum": "maximum({}, {})",
-              "minimum": "minimum({}, {})"}
+              "minimum": "minimum({}, {})", "log": "math.log({})", "exp": "math.exp({})"}
 # sign as torch.sign computes it (0 for NaN, where np.sign gives NaN), in the compute dtype
-VECTOR_OPS = {**SCALAR_OPS, "sqrt": "np.sqrt({})",
+VECTOR_OPS = {**SCALAR_OPS, "sqrt": "np.sqrt({})", "log": "np.log({})", "exp": "np.exp({})",
               "sign": "(np.{dtype}({0} > 0) - np.{dtype}({0} < 0))"}
 
 HEADER = '''\

@@ -44,7 +44,7 @@ BINARY = {"add": torch._foreach_add, "sub": torch._foreach_sub, "mul": torch._fo
           "div": torch._foreach_div, "pow": torch._foreach_pow,
           "maximum": torch._foreach_maximum, "minimum": torch._foreach_minimum}
 UNARY = {"neg": torch._foreach_neg, "sqrt": torch._foreach_sqrt, "abs": torch._foreach_abs,
-         "sign": torch._foreach_sign}
+         "sign": torch._foreach_sign, "log": torch._foreach_log, "exp": torch._foreach_exp}
 
 
 def apply(

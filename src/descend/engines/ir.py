@@ -35,13 +35,14 @@ BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
           "div": operator.truediv, "pow": operator.pow,
           "maximum": lambda a, b: math.nan if math.isnan(a) or math.isnan(b) else max(a, b),
           "minimum": lambda a, b: math.nan if math.isnan(a) or math.isnan(b) else min(a, b)}
-UNARY = {"neg": operator.neg, "sqrt": math.sqrt, "abs": abs,
+UNARY = {"neg": operator.neg, "sqrt": math.sqrt, "abs": abs, "log": math.log, "exp": math.exp,
          "sign": lambda a: float((a > 0) - (a < 0))}  # torch.sign: 0 for NaN
 COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
                "gt": operator.gt, "ge": operator.ge}
 TORCH_FUNCTIONS = {torch.maximum: "maximum", torch.minimum: "minimum", torch.sqrt: "sqrt",
                    torch.abs: "abs", torch.Tensor.sqrt: "sqrt", torch.Tensor.abs: "abs",
-                   torch.sign: "sign", torch.Tensor.sign: "sign"}
+                   torch.sign: "sign", torch.Tensor.sign: "sign", torch.log: "log",
+                   torch.Tensor.log: "log", torch.exp: "exp", torch.Tensor.exp: "exp"}
 
 
 class TraceError(RuntimeError):
@@ -89,6 +90,8 @@ class Expr:
     def sqrt(self) -> Expr: return self.trace.node("sqrt", self)
     def abs(self) -> Expr: return self.trace.node("abs", self)
     def sign(self) -> Expr: return self.trace.node("sign", self)
+    def log(self) -> Expr: return self.trace.node("log", self)
+    def exp(self) -> Expr: return self.trace.node("exp", self)
 
     # ---- comparisons become guards --------------------------------------------------------
     def _compare(self, op: str, other: Any) -> bool:

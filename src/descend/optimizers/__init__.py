@@ -4,10 +4,12 @@ from descend.optimizers.adadelta import Adadelta
 from descend.optimizers.adagrad import Adagrad
 from descend.optimizers.adam import Adam, AdamW
 from descend.optimizers.adamax import Adamax
+from descend.optimizers.ademamix import AdEMAMix
 from descend.optimizers.lion import Lion
 from descend.optimizers.radam import RAdam
 from descend.optimizers.rmsprop import RMSprop
 from descend.optimizers.sgd import SGD
 
 # The registry lists the classes in this order (the order the seeds introduce them).
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Lion"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Lion",
+           "AdEMAMix"]

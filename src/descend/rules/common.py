@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+from typing import Any
+
 from torch import Tensor
 
 
@@ -15,3 +19,14 @@ def regularized_gradient(g: Tensor, p: Tensor, weight_decay: float, maximize: bo
     if weight_decay != 0:
         g = g + weight_decay * p
     return g
+
+
+def log(x: Any) -> Any:
+    """ln x of a number (math.log), or of a tensor or traced value (its ``.log()``: a scalar
+    that depends on the step is a tensor under torch.compile and a graph node when traced)."""
+    return math.log(x) if isinstance(x, Real) else x.log()
+
+
+def exp(x: Any) -> Any:
+    """e^x, as ``log``."""
+    return math.exp(x) if isinstance(x, Real) else x.exp()
