@@ -37,6 +37,8 @@ class OptimizerInfo:
     cycles: str | None = None
     # where torch lacks the algorithm: the reference package's class (a test-only dependency)
     reference: Callable[..., torch.optim.Optimizer] | None = None
+    # False where lr only sets the first step's size (Rprop: the steps then adapt on their own)
+    lr_scales_steps: bool = True
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,16 @@ RADAM_INFO = OptimizerInfo(
     second_group={"betas": (0.8, 0.99)},
     cycles="betas",
 )
+RPROP_INFO = OptimizerInfo(
+    descend.Rprop, torch.optim.Rprop,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "etas": (0.3, 1.5), "step_sizes": (1e-4, 0.02)},
+    ),
+    second_group={"etas": (0.4, 1.1)},
+    lr_scales_steps=False,
+)
 LION_INFO = OptimizerInfo(
     descend.Lion, None,
     (
@@ -237,7 +249,7 @@ ADEMAMIX_INFO = OptimizerInfo(
     reference=_pytorch_optimizer_ademamix,
 )
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         RADAM_INFO, LION_INFO, ADEMAMIX_INFO)
+         RADAM_INFO, RPROP_INFO, LION_INFO, ADEMAMIX_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -252,7 +264,7 @@ def _registry_configs() -> list[Config]:
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
               "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01,
-              "lion": 1e-3, "ademamix": 1e-3}.get(name, 0.05)
+              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 

@@ -101,7 +101,7 @@ def test_descend_only_configs_follow_every_scheduler(config, scheduler_name):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-@configs()
+@configs([c for c in CONFIGS if c.info.lr_scales_steps])
 def test_a_group_with_lr_zero_stays_put_while_the_other_moves(config):
     model = make_model()
     groups = config.groups(model)

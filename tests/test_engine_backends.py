@@ -333,3 +333,30 @@ def test_sign_is_torch_sign_on_every_backend(dtype):
     expected = -torch.sign(torch.tensor(special, dtype=dtype))
     for r in results:
         assert torch.equal(r, expected)
+
+
+def where_rule(p, g, *, step, lr):
+    """Masks of tensors and torch.where (a number in one branch keeps the tensor's dtype)."""
+    return torch.where(g > 0, p - lr, torch.where(g == 0, 0.5, p + lr)), {}
+
+
+class WhereSGD(descend.Optimizer):
+    rule = staticmethod(where_rule)
+
+    def __init__(self, params, lr=0.1, *, impl="auto"):
+        super().__init__(params, dict(lr=lr), impl=impl)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_where_and_masks_run_on_every_backend_as_torch_does(dtype):
+    g = torch.tensor([1.0, -2.0, 0.0, -0.0, math.nan, math.inf, -math.inf, 1e-30], dtype=dtype)
+    results = []
+    for impl in ("reference", "foreach", "numba"):
+        p = torch.linspace(-1, 1, len(g), dtype=dtype, requires_grad=True)
+        p.grad = g.clone()
+        WhereSGD([p], lr=0.25, impl=impl).step()
+        results.append(p.detach())
+    start = torch.linspace(-1, 1, len(g), dtype=dtype)
+    expected = torch.where(g > 0, start - 0.25, torch.where(g == 0, 0.5, start + 0.25))
+    for r in results:
+        assert torch.equal(r, expected)

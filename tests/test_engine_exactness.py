@@ -219,15 +219,15 @@ def test_fast_refuses_what_it_cannot_run_and_auto_falls_back():
     assert torch.equal(p, q)
 
 
-class WhereSGD(descend.SGD):
-    """A rule outside the elementwise vocabulary (torch.where): only the reference runs it."""
+class TanhSGD(descend.SGD):
+    """A rule outside the elementwise vocabulary (torch.tanh): only the reference runs it."""
 
     @staticmethod
     def rule(p, g, *, step, lr, **_):
-        return torch.where(g > 0, p - lr, p + lr), {}
+        return p - lr * torch.tanh(g), {}
 
     def rule_for(self, group):
-        return WhereSGD.rule
+        return TanhSGD.rule
 
 
 def test_untraceable_rule_falls_back_under_auto_and_is_refused_under_fast():
@@ -235,10 +235,10 @@ def test_untraceable_rule_falls_back_under_auto_and_is_refused_under_fast():
     q = p.detach().clone().requires_grad_()
     p.grad = torch.randn(5)
     q.grad = p.grad.clone()
-    WhereSGD([p], lr=0.1, impl="auto").step()
-    assert torch.allclose(p, q - 0.1 * torch.sign(q.grad))
-    with pytest.raises(ValueError, match="impl='fast'.*tensor values.*impl='reference'"):
-        WhereSGD([q], lr=0.1, impl="fast").step()
+    TanhSGD([p], lr=0.1, impl="auto").step()
+    assert torch.equal(p, q - 0.1 * torch.tanh(q.grad))
+    with pytest.raises(ValueError, match="impl='fast'.*tanh.*impl='reference'"):
+        TanhSGD([q], lr=0.1, impl="fast").step()
 
 
 def test_untraceable_rule_keeps_falling_back_at_later_steps():
@@ -246,7 +246,7 @@ def test_untraceable_rule_keeps_falling_back_at_later_steps():
     fall back as well."""
     p = torch.randn(5, requires_grad=True)
     q = p.detach().clone().requires_grad_()
-    auto, ref = WhereSGD([p], lr=0.1, impl="auto"), WhereSGD([q], lr=0.1, impl="reference")
+    auto, ref = TanhSGD([p], lr=0.1, impl="auto"), TanhSGD([q], lr=0.1, impl="reference")
     for step in range(3):
         p.grad = torch.randn(5, generator=torch.Generator().manual_seed(step))
         q.grad = p.grad.clone()

@@ -60,6 +60,11 @@ def run_both(config, dtype: torch.dtype, impl: str, steps: int, state_dtype=None
     emulated = [p.detach().float().requires_grad_() for p in ours]
     opt = config.build(ours, impl=impl, state_dtype=state_dtype)
     ref = by_hand(config, emulated)
+    if not config.info.lr_scales_steps and round_emulated_state:
+        # Rprop keeps lr as its first step sizes, state stored in (state_dtype or) dtype: the
+        # emulation starts from the stored value too.
+        for group in ref.param_groups:
+            group["lr"] = torch.tensor(group["lr"]).to(state_dtype or dtype).item()
     for step in range(steps):
         set_grads(step, ours)
         for p, e in zip(ours, emulated, strict=True):

@@ -77,6 +77,7 @@ ALGORITHMS = [
     Algorithm("adamw", "adamw", {}, torch.optim.AdamW, {}, True),
     Algorithm("adamax", "adamax", {}, torch.optim.Adamax, {}, False),
     Algorithm("radam", "radam", {}, torch.optim.RAdam, {}, False),
+    Algorithm("rprop", "rprop", {}, torch.optim.Rprop, {}, False),
 ]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BY_NAME = {a.name: a for a in ALGORITHMS}

@@ -137,11 +137,17 @@ def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
     return values
 
 
-def _vector_op(e: Expr, x: list[Tensor] | Scalar, y: list[Tensor] | Scalar | None
-               ) -> list[Tensor]:
-    """Node ``e`` as foreach calls, as eager torch computes it for one tensor."""
+def _vector_op(e: Expr, x: list[Tensor] | Scalar, y: list[Tensor] | Scalar | None = None,
+               z: list[Tensor] | Scalar | None = None) -> list[Tensor]:
+    """Node ``e`` as foreach calls, as eager torch computes it for one tensor (masks and
+    torch.where, which have no foreach form, tensor by tensor)."""
     if e.op in UNARY:
         return UNARY[e.op](x)
+    if e.op in ir.MASKS or e.op == "where":
+        fn, operands = getattr(torch, e.op), (x, y, z)[:len(e.args)]
+        count = next(len(v) for v in operands if isinstance(v, (list, tuple)))
+        return [fn(*(v[i] if isinstance(v, (list, tuple)) else v for v in operands))
+                for i in range(count)]
     a, b = e.args
     if a.is_vector:
         return BINARY[e.op](x, y)
@@ -187,8 +193,8 @@ def _run(trace: Trace, leaves: dict[str, list[Tensor]], stored: dict[str, list[T
         if e.op == "tensor":
             values[id(e)] = leaves[e.args[0]]
             continue
-        x, *y = (values[id(a)] if a.is_vector else scalars[id(a)] for a in e.args)
-        values[id(e)] = _vector_op(e, x, y[0] if y else None)
+        operands = [values[id(a)] if a.is_vector else scalars[id(a)] for a in e.args]
+        values[id(e)] = _vector_op(e, *operands)
         for a in e.args:  # temporaries nobody reads any more are freed
             if (a.is_vector and a.op != "tensor" and last_use[id(a)] == k
                     and id(a) not in kept):

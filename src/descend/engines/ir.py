@@ -42,7 +42,10 @@ COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": op
 TORCH_FUNCTIONS = {torch.maximum: "maximum", torch.minimum: "minimum", torch.sqrt: "sqrt",
                    torch.abs: "abs", torch.Tensor.sqrt: "sqrt", torch.Tensor.abs: "abs",
                    torch.sign: "sign", torch.Tensor.sign: "sign", torch.log: "log",
-                   torch.Tensor.log: "log", torch.exp: "exp", torch.Tensor.exp: "exp"}
+                   torch.Tensor.log: "log", torch.exp: "exp", torch.Tensor.exp: "exp",
+                   torch.where: "where"}
+# Elementwise comparisons of tensors (masks, read only by torch.where) and the selection itself.
+MASKS = ("eq", "ne", "lt", "le", "gt", "ge")
 
 
 class TraceError(RuntimeError):
@@ -93,9 +96,17 @@ class Expr:
     def log(self) -> Expr: return self.trace.node("log", self)
     def exp(self) -> Expr: return self.trace.node("exp", self)
 
-    # ---- comparisons become guards --------------------------------------------------------
-    def _compare(self, op: str, other: Any) -> bool:
-        return self.trace.guard(op, self, self.trace.wrap(other))
+    def clamp(self, min: Any = None, max: Any = None) -> Expr:  # noqa: A002 (torch's names)
+        """torch.clamp: maximum with ``min``, then minimum with ``max``."""
+        out = self if min is None else self.trace.node("maximum", self, self.trace.wrap(min))
+        return out if max is None else self.trace.node("minimum", out, self.trace.wrap(max))
+
+    # ---- comparisons of scalars become guards; of tensors, masks for torch.where ------------
+    def _compare(self, op: str, other: Any) -> Any:
+        other = self.trace.wrap(other)
+        if self.is_vector or other.is_vector:
+            return self.trace.node(op, self, other)
+        return self.trace.guard(op, self, other)
 
     def __eq__(self, o): return self._compare("eq", o)  # type: ignore[override]
     def __ne__(self, o): return self._compare("ne", o)  # type: ignore[override]
@@ -104,8 +115,8 @@ class Expr:
     def __gt__(self, o): return self._compare("gt", o)
     def __ge__(self, o): return self._compare("ge", o)
 
-    def __bool__(self) -> bool:
-        return self._compare("ne", 0)
+    def __bool__(self) -> bool:  # (a tensor's truth value is data-dependent: the guard refuses)
+        return self.trace.guard("ne", self, self.trace.wrap(0))
 
     def __float__(self) -> float:
         raise TraceError("the rule converts a traced value to a Python float")

@@ -8,8 +8,9 @@ from descend.optimizers.ademamix import AdEMAMix
 from descend.optimizers.lion import Lion
 from descend.optimizers.radam import RAdam
 from descend.optimizers.rmsprop import RMSprop
+from descend.optimizers.rprop import Rprop
 from descend.optimizers.sgd import SGD
 
 # The registry lists the classes in this order (the order the seeds introduce them).
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Lion",
-           "AdEMAMix"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Rprop",
+           "Lion", "AdEMAMix"]
