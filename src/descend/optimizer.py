@@ -24,7 +24,7 @@ from descend.distributed import all_finite
 from descend.engines import native, reference
 from descend.engines.ir import TraceError, trace_for
 from descend.state import Buffer
-from descend.validation import Interval, as_number, check_group
+from descend.validation import Interval, as_number, check_betas, check_group
 
 # torch.optim's implementation switches. descend accepts them so that code written for torch runs
 # unchanged. foreach and capturable are hints (descend picks its backend with ``impl``); fused=True
@@ -116,6 +116,9 @@ class Optimizer(torch.optim.Optimizer):
         values = group
         if group["differentiable"]:  # a tensor hyperparameter may require grad: check its value
             values = {k: _detached(v) for k, v in group.items()}
+        if "betas" in group:  # as many as the constructor's default has (Adam 2, AdEMAMix 3)
+            check_betas(group["betas"], len(constructor_defaults(type(self))["betas"]),
+                        type(self).__name__)
         check_group(values, self.ranges, type(self).__name__)
         engines.check_impl(group["impl"])  # a group may name its own engine
         precision.check_state_dtype(group["state_dtype"], type(self).__name__)

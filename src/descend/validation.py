@@ -71,11 +71,11 @@ def check_group(group: dict[str, Any], ranges: dict[str, Interval], owner: str) 
             check(name, value, allowed, owner)
 
 
-def check_betas(group: dict[str, Any], owner: str) -> None:
-    """torch's checks of a ``betas`` pair: two values, both floats or both tensors."""
-    betas = group["betas"]
-    if len(betas) != 2:
-        raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+def check_betas(betas: Any, count: int, owner: str) -> None:
+    """torch's checks of ``betas``: ``count`` values, all numbers or all tensors."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != count:
+        names = ", ".join(f"beta{i + 1}" for i in range(count))
+        raise ValueError(f"{owner}: betas must be ({names}), got {betas!r}")
     if len({isinstance(beta, torch.Tensor) for beta in betas}) != 1:
-        raise ValueError(f"{owner}: betas must be either both floats or both tensors, got "
+        raise ValueError(f"{owner}: betas must be either all floats or all tensors, got "
                          f"{betas!r}")

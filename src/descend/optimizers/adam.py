@@ -9,7 +9,7 @@ from torch import Tensor
 from descend.optimizer import Listing, Optimizer
 from descend.rules.adam import adam, adamw
 from descend.state import Buffer
-from descend.validation import NONNEGATIVE, UNIT, check_betas
+from descend.validation import NONNEGATIVE, UNIT
 
 
 class Adam(Optimizer):
@@ -41,10 +41,6 @@ class Adam(Optimizer):
                          differentiable=differentiable, fused=fused,
                          skip_nonfinite=skip_nonfinite, impl=impl,
                          state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
-
-    def check_hyperparameters(self, group: dict[str, Any]) -> None:
-        check_betas(group, type(self).__name__)
-        super().check_hyperparameters(group)
 
     def rule_for(self, group: dict[str, Any]):
         return adamw if group["decoupled_weight_decay"] else adam

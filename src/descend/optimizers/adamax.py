@@ -9,7 +9,7 @@ from torch import Tensor
 from descend.optimizer import Listing, Optimizer
 from descend.rules.adamax import adamax
 from descend.state import Buffer
-from descend.validation import NONNEGATIVE, UNIT, check_betas
+from descend.validation import NONNEGATIVE, UNIT
 
 
 class Adamax(Optimizer):
@@ -37,7 +37,3 @@ class Adamax(Optimizer):
         super().__init__(params, defaults, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl,
                          state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
-
-    def check_hyperparameters(self, group: dict[str, Any]) -> None:
-        check_betas(group, type(self).__name__)
-        super().check_hyperparameters(group)

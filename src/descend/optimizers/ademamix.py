@@ -44,9 +44,6 @@ class AdEMAMix(Optimizer):
                          stochastic_rounding=stochastic_rounding)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
-        if len(group["betas"]) != 3:
-            raise ValueError(f"AdEMAMix: betas must be (beta1, beta2, beta3), got "
-                             f"{group['betas']!r}")
         t = group["t_alpha_beta3"]
         if t is not None and (isinstance(t, bool) or not isinstance(t, Real) or not t > 0):
             raise ValueError(f"AdEMAMix: invalid t_alpha_beta3={t!r}; allowed: None (no "

@@ -9,7 +9,7 @@ from torch import Tensor
 from descend.optimizer import Listing, Optimizer
 from descend.rules.lion import lion
 from descend.state import Buffer
-from descend.validation import NONNEGATIVE, UNIT_CLOSED, check_betas
+from descend.validation import NONNEGATIVE, UNIT_CLOSED
 
 
 class Lion(Optimizer):
@@ -42,7 +42,3 @@ class Lion(Optimizer):
                         decoupled_weight_decay=decoupled_weight_decay, init_lr=lr)
         super().__init__(params, defaults, skip_nonfinite=skip_nonfinite, impl=impl,
                          state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
-
-    def check_hyperparameters(self, group: dict[str, Any]) -> None:
-        check_betas(group, type(self).__name__)
-        super().check_hyperparameters(group)

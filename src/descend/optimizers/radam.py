@@ -9,7 +9,7 @@ from torch import Tensor
 from descend.optimizer import Listing, Optimizer
 from descend.rules.radam import radam
 from descend.state import Buffer
-from descend.validation import NONNEGATIVE, UNIT, check_betas
+from descend.validation import NONNEGATIVE, UNIT
 
 
 class RAdam(Optimizer):
@@ -39,7 +39,3 @@ class RAdam(Optimizer):
         super().__init__(params, defaults, foreach=foreach, capturable=capturable,
                          differentiable=differentiable, skip_nonfinite=skip_nonfinite, impl=impl,
                          state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
-
-    def check_hyperparameters(self, group: dict[str, Any]) -> None:
-        check_betas(group, type(self).__name__)
-        super().check_hyperparameters(group)
