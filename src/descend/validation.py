@@ -75,7 +75,8 @@ def check_betas(betas: Any, count: int, owner: str) -> None:
     """torch's checks of ``betas``: ``count`` values, all numbers or all tensors."""
     if not isinstance(betas, (tuple, list)) or len(betas) != count:
         names = ", ".join(f"beta{i + 1}" for i in range(count))
-        raise ValueError(f"{owner}: betas must be ({names}), got {betas!r}")
+        kind = {2: "a pair ", 3: "a triple "}.get(count, "")
+        raise ValueError(f"{owner}: betas must be {kind}({names}), got {betas!r}")
     if len({isinstance(beta, torch.Tensor) for beta in betas}) != 1:
         raise ValueError(f"{owner}: betas must be either all floats or all tensors, got "
                          f"{betas!r}")
