@@ -38,9 +38,12 @@ def spacings_apart(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor) -> tor
 
 
 def by_hand(config, params: list[torch.Tensor]):
-    """The float32 optimizer the step by hand takes: torch's, or descend's reference."""
+    """The float32 optimizer the step by hand takes: torch's, the reference package's where
+    torch lacks the algorithm, else descend's reference engine (forms only descend has)."""
     if config.has_torch:
         return config.build_torch(params)
+    if config.info.reference is not None:
+        return config.build_reference(params)
     return config.build(params, impl="reference")
 
 
