@@ -29,8 +29,8 @@ def test_bench_prints_the_table_on_a_tiny_shape(capsys):
 
 
 def test_bench_rejects_unknown_algorithms(capsys):
-    assert cli.main(["bench", "--shape", "tiny", "--algorithms", "adam,lion"]) == 2
-    assert "lion" in capsys.readouterr().err
+    assert cli.main(["bench", "--shape", "tiny", "--algorithms", "adam,shampoo"]) == 2
+    assert "shampoo" in capsys.readouterr().err
 
 
 def test_first_step_in_a_fresh_process_reports_seconds(tmp_path):
@@ -62,3 +62,16 @@ def test_fast_step_peak_extra_memory_is_below_one_parameter(name):
     bench.peak_extra_bytes(lambda: torch.zeros(1).add_(1))
     largest = 200_000 * 4
     assert bench.peak_extra_bytes(opt.step) <= largest
+
+
+def test_bench_times_an_optimizer_torch_lacks_against_its_reference_package(capsys):
+    pytest.importorskip("lion_pytorch", reason="the dev extra holds the reference packages")
+    status = cli.main(["bench", "--shape", "tiny", "--steps", "2", "--candidate-steps", "1",
+                       "--bandwidth-elements", "50000", "--algorithms", "lion,ademamix",
+                       "--no-first-step"])
+    out = capsys.readouterr().out
+    assert status == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    assert rows["lion"][4] == "lion-pytorch" and rows["lion"][1] == "20"
+    assert rows["ademamix"][4] == "pytorch-optimizer" and rows["ademamix"][1] == "36"
+    assert "torch has no Lion" in out

@@ -15,6 +15,7 @@ step's time in a fresh process, with an empty and with a warm kernel cache.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import statistics
@@ -40,21 +41,32 @@ MB = 1e6
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A row: descend's default constructor and torch's candidates for the same algorithm."""
+    """A row: descend's default constructor and torch's candidates for the same algorithm (or,
+    where torch lacks it, the reference package's class: ``package`` is "module:Class")."""
 
     name: str
     descend_name: str
     hyper: dict[str, Any]
-    torch_cls: type[torch.optim.Optimizer]
+    torch_cls: type[torch.optim.Optimizer] | None
     torch_hyper: dict[str, Any]
     has_fused: bool
     note: str = ""
+    package: str = ""
 
     def torch_impls(self) -> dict[str, dict[str, Any]]:
+        if self.package:
+            return {self.package.split(":")[0].replace("_", "-"): {}}
         impls = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
         if self.has_fused:
             impls["fused"] = {"fused": True}
         return impls
+
+    def competitor(self) -> type[torch.optim.Optimizer]:
+        """torch's class, or the reference package's (an ImportError if it is not installed)."""
+        if not self.package:
+            return self.torch_cls
+        module, name = self.package.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
 ALGORITHMS = [
@@ -78,6 +90,10 @@ ALGORITHMS = [
     Algorithm("adamax", "adamax", {}, torch.optim.Adamax, {}, False),
     Algorithm("radam", "radam", {}, torch.optim.RAdam, {}, False),
     Algorithm("rprop", "rprop", {}, torch.optim.Rprop, {}, False),
+    Algorithm("lion", "lion", {}, None, {}, False, package="lion_pytorch:Lion",
+              note="torch has no Lion: compared with lion-pytorch 0.2.5 (a for-loop)"),
+    Algorithm("ademamix", "ademamix", {}, None, {}, False, package="pytorch_optimizer:AdEMAMix",
+              note="torch has no AdEMAMix: compared with pytorch-optimizer 4.1.0 (foreach)"),
 ]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BY_NAME = {a.name: a for a in ALGORITHMS}
@@ -270,14 +286,14 @@ def compare(algorithm: Algorithm, sizes: list[int], steps: int, candidate_steps:
     ours.step()  # compiles (or loads) the kernel and allocates state
     best_ms, best_impl = float("inf"), ""
     for impl, flags in algorithm.torch_impls().items():
-        theirs = algorithm.torch_cls(theirs_params, **algorithm.torch_hyper, **flags)
+        theirs = algorithm.competitor()(theirs_params, **algorithm.torch_hyper, **flags)
         theirs.step()
         ms = median_ms(theirs.step, candidate_steps)
         if ms < best_ms:
             best_ms, best_impl = ms, impl
         del theirs
-    theirs = algorithm.torch_cls(theirs_params, **algorithm.torch_hyper,
-                                 **algorithm.torch_impls()[best_impl])
+    theirs = algorithm.competitor()(theirs_params, **algorithm.torch_hyper,
+                                    **algorithm.torch_impls()[best_impl])
     theirs.step()
     ours_times, theirs_times = [], []
     for _ in range(steps):  # interleaved: both see the same machine load
@@ -363,6 +379,12 @@ def run(args: argparse.Namespace) -> int:
           f"{args.bandwidth_elements / 2**20:.0f}M elements)", flush=True)
     rows = []
     for name in names:
+        try:
+            BY_NAME[name].competitor()
+        except ImportError as e:  # a reference package (the dev extra) is not installed
+            print(f"  {name}: skipped, its reference package is missing ({e}): pip install "
+                  "'descend[dev]'", file=sys.stderr)
+            continue
         rows.append(compare(BY_NAME[name], sizes, args.steps, args.candidate_steps, bandwidth,
                             dtype, options))
         print(f"  {name}: done", file=sys.stderr, flush=True)
