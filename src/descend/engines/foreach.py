@@ -33,7 +33,7 @@ from torch import Tensor
 from descend import precision
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
-from descend.engines.reference import real_view
+from descend.engines.reference import operands
 
 Scalar = float | list[float]  # one value for the whole batch, or one per tensor
 
@@ -64,16 +64,17 @@ def apply(
     if not live:
         return
     steps = _step_values([states[i]["step"] for i in live])
+    # Each tensor's leaves in the trace's order (p, g, then the state buffers).
+    ops = [operands(params[i], grads[i], states[i], state_names) for i in live]
     for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
         batches: dict[tuple, list[int]] = {}
         for j in members:
-            i = live[j]
-            dtypes = tuple(t.dtype for t in _operands(params[i], grads[i], states[i], trace))
-            batches.setdefault((params[i].device, dtypes), []).append(j)
-        for (_, dtypes), batch in batches.items():
+            batches.setdefault((params[live[j]].device, *(t.dtype for t in ops[j])),
+                               []).append(j)
+        for (_, *dtypes), batch in batches.items():
             indices = [live[j] for j in batch]
-            stored = {name: _column(name, indices, params, grads, states)
-                      for name in trace.tensors}
+            stored = {name: [ops[j][column] for j in batch]
+                      for column, name in enumerate(trace.tensors)}
             compute = precision.compute_dtype(dtypes)
             leaves = {name: column if column[0].dtype == compute else
                       [t.to(compute) for t in column] for name, column in stored.items()}
@@ -88,24 +89,6 @@ def _step_values(steps: list[Tensor]) -> list[float]:
     except RuntimeError:  # counters of different shapes or devices
         values = []
     return values if len(values) == len(steps) else [s.item() for s in steps]
-
-
-def _operands(p: Tensor, g: Tensor, state: Mapping[str, Any], trace: Trace) -> list[Tensor]:
-    """The tensors of the trace's leaves for one parameter, as the kernels see them."""
-    return [real_view(p if n == "p" else g if n == "g" else state[n]) for n in trace.tensors]
-
-
-def _column(name: str, indices: list[int], params: Sequence[Tensor], grads: Sequence[Tensor],
-            states: Sequence[dict[str, Any]]) -> list[Tensor]:
-    """The tensors of leaf ``name`` (p, g or a state buffer) of a batch; complex tensors are
-    optimized as pairs of reals, as torch.optim (and the reference backend) do."""
-    if name == "p":
-        tensors = [params[i] for i in indices]
-    elif name == "g":
-        tensors = [grads[i] for i in indices]
-    else:
-        tensors = [states[i][name] for i in indices]
-    return list(map(real_view, tensors))
 
 
 def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
@@ -144,9 +127,9 @@ def _vector_op(e: Expr, x: list[Tensor] | Scalar, y: list[Tensor] | Scalar | Non
     if e.op in UNARY:
         return UNARY[e.op](x)
     if e.op in ir.MASKS or e.op == "where":
-        fn, operands = getattr(torch, e.op), (x, y, z)[:len(e.args)]
-        count = next(len(v) for v in operands if isinstance(v, (list, tuple)))
-        return [fn(*(v[i] if isinstance(v, (list, tuple)) else v for v in operands))
+        fn, args = getattr(torch, e.op), (x, y, z)[:len(e.args)]
+        count = next(len(v) for v in args if isinstance(v, (list, tuple)))
+        return [fn(*(v[i] if isinstance(v, (list, tuple)) else v for v in args))
                 for i in range(count)]
     a, b = e.args
     if a.is_vector:
@@ -193,8 +176,8 @@ def _run(trace: Trace, leaves: dict[str, list[Tensor]], stored: dict[str, list[T
         if e.op == "tensor":
             values[id(e)] = leaves[e.args[0]]
             continue
-        operands = [values[id(a)] if a.is_vector else scalars[id(a)] for a in e.args]
-        values[id(e)] = _vector_op(e, *operands)
+        args = [values[id(a)] if a.is_vector else scalars[id(a)] for a in e.args]
+        values[id(e)] = _vector_op(e, *args)
         for a in e.args:  # temporaries nobody reads any more are freed
             if (a.is_vector and a.op != "tensor" and last_use[id(a)] == k
                     and id(a) not in kept):

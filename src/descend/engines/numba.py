@@ -36,7 +36,7 @@ from descend.engines.ir import (
     trace_for,
     traces_by_step,
 )
-from descend.engines.reference import real_view
+from descend.engines.reference import operands
 from descend.engines.work_split import WorkSplit
 
 STORAGE = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16",
@@ -103,14 +103,8 @@ def _kernel(trace: Trace, signature: Signature, stochastic: bool, rule: Callable
 
 
 def _signature(ops: Sequence[Tensor]) -> Signature:
-    """The storage dtypes of a tensor's operands (as ``_operands`` gives them)."""
+    """The storage dtypes of a tensor's operands (``reference.operands``)."""
     return tuple(STORAGE[t.dtype] for t in ops)
-
-
-def _operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
-              state_names: Sequence[str]) -> list[Tensor]:
-    """p, g and the state buffers, as real tensors sharing p's memory layout."""
-    return list(map(real_view, (p, g, *(state[n] for n in state_names))))
 
 
 def _step_addresses(steps: Sequence[Tensor]) -> np.ndarray | None:
@@ -178,31 +172,42 @@ def _launch(kernel: Any, addresses: np.ndarray, work: WorkSplit, steps: np.ndarr
         addresses, items, chunk_first, steps, values)
 
 
-Member = tuple[Tensor, Tensor, Mapping[str, Any], int | None]  # p, g, state, stream key
+Member = tuple[list[Tensor], Tensor, int | None]  # operands, step counter, stream key
 
 
-def _address_table(params: Sequence[Tensor], grads: Sequence[Tensor],
-                   states: Sequence[Mapping[str, Any]], names: Sequence[str],
-                   keys: Sequence[int | None], signature: Signature) -> AddressTable | None:
+def _members(params: Sequence[Tensor], grads: Sequence[Tensor],
+             states: Sequence[Mapping[str, Any]], state_names: Sequence[str],
+             keys: Sequence[int] | None) -> list[Member]:
+    """The tensors of a batch as the kernels take them (a DTensor's local shards)."""
+    members = []
+    for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
+        if is_sharded(p):
+            p, g, state = local_shards(p, g, state, state_names)
+        members.append((operands(p, g, state, state_names), state["step"],
+                        None if keys is None else keys[i]))
+    return members
+
+
+def _address_table(params: Sequence[Tensor], members: Sequence[Member],
+                   signature: Signature) -> AddressTable | None:
     """A table for the batch, or None if a tensor needs the per-tensor path (strided, or a step
     counter that is not a float32 scalar)."""
-    step_addresses = _step_addresses([s["step"] for s in states])
+    step_addresses = _step_addresses([step for _, step, _ in members])
     if step_addresses is None:
         return None
-    rows, sizes, _, strided = _rows(zip(params, grads, states, keys, strict=True), names)
+    rows, sizes, _, strided = _rows(members)
     if strided:
         return None
-    return AddressTable(params, grads[0].dtype, rows, sizes, step_addresses, signature)
+    return AddressTable(params, members[0][0][1].dtype, rows, sizes, step_addresses, signature)
 
 
-def _rows(batch: Iterable[Member], state_names: Sequence[str]) -> tuple[
+def _rows(batch: Iterable[Member]) -> tuple[
         list[list[int]], list[int], list[int], list[tuple[int, list[Tensor], int | None]]]:
     """The kernel's rows (operand addresses, then the stream key under stochastic rounding)
     and sizes of the tensors it streams as they are, their indices in ``batch``, and the
     operands of the others (strided: run one at a time)."""
     rows, sizes, direct, strided = [], [], [], []
-    for k, (p, g, state, key) in enumerate(batch):
-        ops = _operands(p, g, state, state_names)
+    for k, (ops, _, key) in enumerate(batch):
         row = _address_row(ops)
         if row is None:
             strided.append((k, ops, key))
@@ -248,21 +253,17 @@ def apply(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
     ``keys`` where given (``descend.precision``); raises TraceError, before writing anything,
     where the rule cannot be traced."""
     batches: dict[Signature, list[Member]] = {}
-    for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
-        if is_sharded(p):
-            p, g, state = local_shards(p, g, state, state_names)
-        if p.numel():
-            signature = _signature(_operands(p, g, state, state_names))
-            key = None if keys is None else keys[i]
-            batches.setdefault(signature, []).append((p, g, state, key))
+    for member in _members(params, grads, states, state_names, keys):
+        if member[0][0].numel():  # zero-size tensors: nothing to do
+            batches.setdefault(_signature(member[0]), []).append(member)
     runs = []  # every trace first: a TraceError leaves everything unwritten
     for signature, batch in batches.items():
-        steps = _step_values([state["step"] for _, _, state, _ in batch])
+        steps = _step_values([step for _, step, _ in batch])
         for trace, members in traces_by_step(rule, state_names, hyper, steps.tolist()):
             runs.append((trace, signature, [batch[i] for i in members], steps[members]))
     for trace, signature, batch, steps in runs:
         kernel = _kernel(trace, signature, keys is not None, rule)
-        rows, sizes, direct, strided = _rows(batch, state_names)
+        rows, sizes, direct, strided = _rows(batch)
         if rows:
             _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
         for k, ops, key in strided:  # one at a time: at most one copy per operand is alive
@@ -277,12 +278,11 @@ def prepare(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
     step counters that are not float32 CPU scalars)."""
     if not params or any(unsupported_reason(p) for p in params):
         return None
-    signatures = {_signature(_operands(p, g, state, state_names))
-                  for p, g, state in zip(params, grads, states, strict=True)}
+    members = _members(params, grads, states, state_names, keys)
+    signatures = {_signature(ops) for ops, _, _ in members}
     if len(signatures) != 1:
         return None
-    table = _address_table(params, grads, states, state_names,
-                           [None] * len(params) if keys is None else keys, signatures.pop())
+    table = _address_table(params, members, signatures.pop())
     if table is None:
         return None
     return Prepared(rule, tuple(state_names), table, stochastic=keys is not None)

@@ -22,6 +22,13 @@ def real_view(t: Tensor) -> Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
+def operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
+             state_names: Sequence[str]) -> list[Tensor]:
+    """p, g and the state buffers, in the trace's leaf order, complex ones as real views: what
+    the traced backends stream."""
+    return list(map(real_view, (p, g, *(state[n] for n in state_names))))
+
+
 def apply(
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]],
     params: Sequence[Tensor],
