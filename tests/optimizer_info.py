@@ -8,6 +8,7 @@ parametrizable cases; every generic test takes a ``Config``.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -98,16 +99,11 @@ def _default(cls: type, name: str) -> Any:
     return inspect.signature(cls.__init__).parameters[name].default
 
 
-def _lion_pytorch(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
-    from lion_pytorch import Lion  # lion-pytorch 0.2.5, in the dev extra
-
-    return Lion(params, **kwargs)
-
-
-def _pytorch_optimizer_ademamix(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
-    from pytorch_optimizer import AdEMAMix  # pytorch-optimizer 4.1.0, in the dev extra
-
-    return AdEMAMix(params, **kwargs)
+def _package(module: str, name: str) -> Callable[..., torch.optim.Optimizer]:
+    """A reference package's optimizer class (the dev extra), imported when a test builds it."""
+    def build(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        return getattr(importlib.import_module(module), name)(params, **kwargs)
+    return build
 
 
 SGD_INFO = OptimizerInfo(
@@ -232,7 +228,7 @@ LION_INFO = OptimizerInfo(
     ),
     second_group={"betas": (0.8, 0.99), "weight_decay": 0.05},
     cycles="betas",
-    reference=_lion_pytorch,
+    reference=_package("lion_pytorch", "Lion"),  # lion-pytorch 0.2.5
 )
 ADEMAMIX_INFO = OptimizerInfo(
     descend.AdEMAMix, None,
@@ -246,7 +242,7 @@ ADEMAMIX_INFO = OptimizerInfo(
     ),
     second_group={"alpha": 3.0, "betas": (0.8, 0.99, 0.999)},
     cycles="betas",
-    reference=_pytorch_optimizer_ademamix,
+    reference=_package("pytorch_optimizer", "AdEMAMix"),  # pytorch-optimizer 4.1.0
 )
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
          RADAM_INFO, RPROP_INFO, LION_INFO, ADEMAMIX_INFO)

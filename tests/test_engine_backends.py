@@ -205,16 +205,22 @@ def test_state_memory_moved_under_the_same_tensors_is_announced_and_seen(checks,
         torch.testing.assert_close(opts[0].state[p]["sum"], opts[1].state[q]["sum"])
 
 
+def optimizer_of(rule):
+    """A descend optimizer class running ``rule`` with one hyperparameter, lr."""
+    class RuleOptimizer(descend.Optimizer):
+        def __init__(self, params, lr=0.1, *, impl="auto"):
+            super().__init__(params, dict(lr=lr), impl=impl)
+
+    RuleOptimizer.rule = staticmethod(rule)
+    return RuleOptimizer
+
+
 def tanh_rule(p, g, *, step, lr):
     """Outside the traced vocabulary (torch.tanh)."""
     return p - lr * torch.tanh(g), {}
 
 
-class TanhSGD(descend.Optimizer):
-    rule = staticmethod(tanh_rule)
-
-    def __init__(self, params, lr=0.1, *, impl="auto"):
-        super().__init__(params, dict(lr=lr), impl=impl)
+TanhSGD = optimizer_of(tanh_rule)
 
 
 @pytest.mark.parametrize("spoil", ["untraceable rule", "bad hyperparameter", "unknown impl"])
@@ -313,11 +319,7 @@ def sign_rule(p, g, *, step, lr):
     return p - lr * g.sign(), {}
 
 
-class SignSGD(descend.Optimizer):
-    rule = staticmethod(sign_rule)
-
-    def __init__(self, params, lr=0.1, *, impl="auto"):
-        super().__init__(params, dict(lr=lr), impl=impl)
+SignSGD = optimizer_of(sign_rule)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -340,11 +342,7 @@ def where_rule(p, g, *, step, lr):
     return torch.where(g > 0, p - lr, torch.where(g == 0, 0.5, p + lr)), {}
 
 
-class WhereSGD(descend.Optimizer):
-    rule = staticmethod(where_rule)
-
-    def __init__(self, params, lr=0.1, *, impl="auto"):
-        super().__init__(params, dict(lr=lr), impl=impl)
+WhereSGD = optimizer_of(where_rule)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])

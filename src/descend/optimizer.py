@@ -122,8 +122,6 @@ class Optimizer(torch.optim.Optimizer):
         check_group(values, self.ranges, type(self).__name__)
         engines.check_impl(group["impl"])  # a group may name its own engine
         precision.check_state_dtype(group["state_dtype"], type(self).__name__)
-        if group["stochastic_rounding"] and group.get("rounding_seed") is None:
-            group["rounding_seed"] = _new_seed()
 
     # ---- plumbing -------------------------------------------------------------------------
     @staticmethod
@@ -153,6 +151,8 @@ class Optimizer(torch.optim.Optimizer):
         except ValueError:
             self.param_groups.pop()  # an invalid group must not stay in the optimizer
             raise
+        if self.param_groups[-1]["stochastic_rounding"]:  # seeded at construction
+            _rounding_seed(self.param_groups[-1])
 
     def state_moved(self) -> None:
         """Call after moving the memory of state tensors in place (``share_memory_()``,
@@ -203,14 +203,15 @@ class Optimizer(torch.optim.Optimizer):
                     group.setdefault(key, defaults.get(key, value))
             self.check_hyperparameters(group)
         # torch casts every state tensor to its parameter's dtype, which would round an fp32
-        # state saved for bf16 parameters: the saved buffers are cast to their storage dtype.
+        # state saved for bf16 parameters: the saved buffers go back, cast to their storage
+        # dtype by _cast_state.
         for group, saved_group in zip(self.param_groups, state_dict["param_groups"], strict=True):
             for p, index in zip(group["params"], saved_group["params"], strict=True):
                 state = self.state.get(p, {})
                 for buffer in self.state_schema:
                     if (index, buffer.name) in saved and buffer.name in state:
-                        state[buffer.name] = saved[index, buffer.name].to(
-                            device=p.device, dtype=buffer.storage_dtype(p, group))
+                        state[buffer.name] = saved[index, buffer.name].to(device=p.device)
+            self._cast_state(group)
 
     def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
                         names: tuple[str, ...]) -> None:
@@ -475,16 +476,23 @@ def _rounding_keys(group: dict[str, Any], present: list[bool]) -> list[int] | No
     and the parameter's index in the group; None without stochastic rounding."""
     if not group["stochastic_rounding"]:
         return None
-    if group.get("rounding_seed") is None:  # switched on by hand since the group was added
-        group["rounding_seed"] = _new_seed()
-    seed = group["rounding_seed"]
-    return [precision.stream_key(seed, i) for i, has_grad in enumerate(present) if has_grad]
+    streams = _streams.setdefault(_rounding_seed(group), [])
+    if len(streams) < len(present):  # computed once per seed and index (Python hashing)
+        streams += [precision.stream_key(group["rounding_seed"], i)
+                    for i in range(len(streams), len(present))]
+    return [key for key, has_grad in zip(streams, present, strict=False) if has_grad]
 
 
-def _new_seed() -> int:
-    """A 32-bit seed from torch's default generator (drawn only where stochastic rounding is
-    on: otherwise constructing an optimizer leaves the user's random stream untouched)."""
-    return int(torch.randint(0, 2**32, (), dtype=torch.int64))
+_streams: dict[int, list[int]] = {}  # seed -> the stream key of each parameter index
+
+
+def _rounding_seed(group: dict[str, Any]) -> int:
+    """The group's seed, drawn from torch's default generator the first time (only where
+    stochastic rounding is on: otherwise an optimizer leaves the user's random stream
+    untouched; a group switched on by hand later draws it at its first step)."""
+    if group.get("rounding_seed") is None:
+        group["rounding_seed"] = int(torch.randint(0, 2**32, (), dtype=torch.int64))
+    return group["rounding_seed"]
 
 
 def _saved_buffers(state_dict: dict[str, Any], names: set[str]) -> dict[tuple[Any, str], Tensor]:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from descend import precision
 from descend.distributed import is_sharded, local_shards
 from descend.engines import codegen, kernel_support
 from descend.engines.address_table import AddressTable
@@ -39,8 +40,7 @@ from descend.engines.ir import (
 from descend.engines.reference import operands
 from descend.engines.work_split import WorkSplit
 
-STORAGE = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16",
-           torch.float16: "float16"}
+STORAGE = {dtype: str(dtype).removeprefix("torch.") for dtype in precision.STORAGE_DTYPES}
 COMPLEX = (torch.complex64, torch.complex128)  # streamed as pairs of their real dtype
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
