@@ -36,6 +36,11 @@ FP16_MIN_NORMAL = 2.0**-14
 FP16_SUBNORMAL_ULP = 2.0**-24
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """"bfloat16" for torch.bfloat16: how the kernels' source names a storage dtype."""
+    return str(dtype).removeprefix("torch.")
+
+
 def check_state_dtype(state_dtype: object, owner: str) -> None:
     """A ValueError unless ``state_dtype`` is None or a storage dtype."""
     if state_dtype is not None and state_dtype not in STORAGE_DTYPES:

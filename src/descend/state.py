@@ -75,4 +75,3 @@ def scalar_dtype() -> torch.dtype:
 def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> tuple[str, ...]:
     """The element buffers this group's configuration keeps, in declaration order."""
     return tuple(b.name for b in schema if b.needed(group))
-

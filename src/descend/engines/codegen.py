@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from descend import precision
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
 
@@ -79,11 +80,12 @@ def {name}(addresses, items, chunk_first, steps, hyper):
 # Storage dtype -> (array element type, bytes). bfloat16 and float16 are streamed as their bits.
 ARRAYS = {"float32": ("float32", 4), "float64": ("float64", 8), "bfloat16": ("uint16", 2),
           "float16": ("uint16", 2)}
+LOW_PRECISION = tuple(map(precision.dtype_name, precision.LOW_PRECISION))
 
 
 def load(storage: str, compute: str, value: str) -> str:
     """An element read from storage, widened to the compute dtype."""
-    if storage in ("bfloat16", "float16"):
+    if storage in LOW_PRECISION:
         value = f"{storage}_widen({value})"
         storage = "float32"
     return value if storage == compute else f"np.{compute}({value})"
@@ -94,7 +96,7 @@ def store(storage: str, compute: str, value: str, random: str | None) -> str:
     bits (low-precision storage only)."""
     if storage == compute:
         return value
-    if storage in ("bfloat16", "float16"):
+    if storage in LOW_PRECISION:
         if random is not None:
             return f"{storage}_stochastic(np.float32({value}), {random})"
         return f"{storage}_nearest(np.float32({value}))"
@@ -156,7 +158,7 @@ def kernel_source(trace: Trace, storage: tuple[str, ...], compute: str, stochast
             continue  # unchanged: nothing to write
         view(column)
         random = None
-        if stochastic and storage[column] in ("bfloat16", "float16"):
+        if stochastic and storage[column] in LOW_PRECISION:
             key_line = f"key = addresses[t, {len(storage)}]"  # the column after the operands
             if key_line not in item_lines:
                 item_lines.append(key_line)

@@ -40,7 +40,7 @@ from descend.engines.ir import (
 from descend.engines.reference import operands
 from descend.engines.work_split import WorkSplit
 
-STORAGE = {dtype: str(dtype).removeprefix("torch.") for dtype in precision.STORAGE_DTYPES}
+STORAGE = {dtype: precision.dtype_name(dtype) for dtype in precision.STORAGE_DTYPES}
 COMPLEX = (torch.complex64, torch.complex128)  # streamed as pairs of their real dtype
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
