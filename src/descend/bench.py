@@ -35,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import descend
+from descend import precision
 
 MB = 1e6
 
@@ -95,7 +96,7 @@ ALGORITHMS = [
     Algorithm("ademamix", "ademamix", {}, None, {}, False, package="pytorch_optimizer:AdEMAMix",
               note="torch has no AdEMAMix: compared with pytorch-optimizer 4.1.0 (foreach)"),
 ]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = precision.PARAMETER_DTYPES
 BY_NAME = {a.name: a for a in ALGORITHMS}
 
 

@@ -41,6 +41,11 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+# The storage dtypes by name, and the parameter dtypes descend bench and the lab train in.
+STORAGE_BY_NAME = {dtype_name(d): d for d in STORAGE_DTYPES}
+PARAMETER_DTYPES = {dtype_name(d): d for d in (torch.float32, *LOW_PRECISION)}
+
+
 def check_state_dtype(state_dtype: object, owner: str) -> None:
     """A ValueError unless ``state_dtype`` is None or a storage dtype."""
     if state_dtype is not None and state_dtype not in STORAGE_DTYPES:

@@ -48,10 +48,10 @@ def apply(
     # into the tensors it reads, which autograd may have saved for the backward pass.
     copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
     for t, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
-        param, grad = real_view(p), real_view(g)
-        buffers = {name: real_view(state[name]) for name in state_names}
-        compute = precision.compute_dtype([param.dtype, grad.dtype,
-                                           *(b.dtype for b in buffers.values())])
+        ops = operands(p, g, state, state_names)
+        param, grad, *stored = ops
+        buffers = dict(zip(state_names, stored, strict=True))
+        compute = precision.compute_dtype([t.dtype for t in ops])
         step = state["step"] if step_as_tensor else state["step"].item()
         new_param, new_buffers = rule(
             _widened(param, compute, copy), grad.to(compute), step=step,

@@ -15,17 +15,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from descend.lab.cheatsheet import rule_lines
-from descend.lab.plotting import colour, plt, png_bytes
+from descend.lab.plotting import STYLE, colour, plt, png_bytes
 from descend.lab.store import RunRecord
 from descend.lab.sweep import OptimizerResult
 
 DPI = 110
-_STYLE = {
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.alpha": 0.3, "grid.linewidth": 0.6, "axes.titlesize": 11, "axes.labelsize": 10,
-    "legend.fontsize": 8.5, "legend.frameon": False, "font.size": 10,
-    "mathtext.fontset": "cm",
-}
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -79,7 +73,7 @@ def learning_curves(results: Sequence[OptimizerResult], colours: dict[str, str],
     y_keys = [("train_loss", "train loss"),
               ("test_accuracy", "test accuracy") if accuracy else ("test_loss", "test loss")]
     x_keys = [("step", "optimizer steps"), ("seconds", "training seconds")]
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, 2, figsize=(10.5, 7), layout="constrained")
         for row, (y_key, y_label) in enumerate(y_keys):
             for col, (x_key, x_label) in enumerate(x_keys):
@@ -104,7 +98,7 @@ def lr_sweep(results: Sequence[OptimizerResult], colours: dict[str, str],
     rates as crosses at the bottom, the chosen rate ringed."""
     key, label = ("val_accuracy", "validation accuracy") if accuracy else ("val_loss",
                                                                           "validation loss")
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(10.5, 4.2), layout="constrained")
         diverged_any = False
         for i, result in enumerate(results):
@@ -143,7 +137,7 @@ def gd_variants(results: Sequence[OptimizerResult], accuracy: bool) -> bytes:
     batch_sizes = list(dict.fromkeys(r.batch_size for r in results))
     y_key, y_label = ("test_accuracy", "test accuracy") if accuracy else ("test_loss",
                                                                          "test loss")
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(len(labels), 2, figsize=(10.5, 3.3 * len(labels)),
                                  layout="constrained", squeeze=False)
         for row, label in enumerate(labels):
@@ -202,7 +196,7 @@ def rule(latex: str, fontsize: float = 15) -> bytes:
     """An update rule typeset by matplotlib's mathtext, cropped to its ink; the registry's
     ``;\\quad``-separated statements go on lines of their own, like an algorithm."""
     lines = rule_lines(latex)
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig = plt.figure(figsize=(0.01, 0.01))
         fig.text(0, 0, "\n".join(f"${line}$" for line in lines), fontsize=fontsize,
                  linespacing=1.9)

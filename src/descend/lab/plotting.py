@@ -15,6 +15,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from descend.lab.files import write_bytes_atomic  # noqa: E402
 from descend.lab.spec import SEED_OPTIMIZERS  # noqa: E402
 
+# The lab's matplotlib style (plt.rc_context(STYLE)): no top or right spines, a light grid.
+STYLE = {
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+    "grid.alpha": 0.3, "grid.linewidth": 0.6, "axes.titlesize": 11, "axes.labelsize": 10,
+    "legend.fontsize": 8.5, "legend.frameon": False, "font.size": 10,
+    "mathtext.fontset": "cm",
+}
+
 # The seed optimizers keep the same color in every figure of a report (tab10, in seed order).
 _PALETTE = plt.get_cmap("tab10").colors
 _SEED_ORDER = (*SEED_OPTIMIZERS, "adamw")

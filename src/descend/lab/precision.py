@@ -173,9 +173,6 @@ def _flat(model: nn.Module) -> Tensor:
 
 # ---- the figure and the table ----------------------------------------------------------------
 
-_STYLE = {"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-          "grid.alpha": 0.3, "grid.linewidth": 0.6, "axes.titlesize": 11, "axes.labelsize": 10,
-          "legend.fontsize": 9, "legend.frameon": False, "font.size": 10}
 
 
 def _looks(run: Run) -> dict[str, Any]:
@@ -191,10 +188,10 @@ def _looks(run: Run) -> dict[str, Any]:
 def plot(result: PrecisionResult) -> bytes:
     """Left: the training loss from the start point; right: how far the weights got along the
     direction float32 moved them."""
-    from descend.lab.plotting import plt, png_bytes
+    from descend.lab.plotting import STYLE, plt, png_bytes
 
     reference = result.run("float32")
-    with plt.rc_context(_STYLE):
+    with plt.rc_context({**STYLE, "legend.fontsize": 9}):
         fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.4), layout="constrained")
         for run in result.runs:
             looks = _looks(run)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from descend import precision
 from descend.registry import Entry, entry
 
 # The optimizers of the seed articles, in their order: compare's default set, the landscapes'
@@ -54,13 +55,12 @@ class OptimizerSpec:
 
 
 # The values ``state_dtype`` accepts on the command line.
-STATE_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
-                "float16": torch.float16}
+STATE_DTYPES = precision.STORAGE_BY_NAME
 
 
 def _show(v: Any) -> str:
     if isinstance(v, torch.dtype):
-        return str(v).removeprefix("torch.")
+        return precision.dtype_name(v)
     if isinstance(v, tuple):
         return "/".join(_show(x) for x in v)
     return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)

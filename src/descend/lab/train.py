@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from descend import precision
 from descend.lab.spec import OptimizerSpec
 from descend.lab.tasks.base import Split, Splits, Task
 
@@ -59,7 +60,7 @@ MAX_CURVE_POINTS = 500
 
 BatchSize = int | str
 # The dtypes a model can be trained in, by the names the command line and the run store use.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = precision.PARAMETER_DTYPES
 _DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
@@ -152,7 +153,7 @@ def dtype_name(dtype: str | torch.dtype) -> str:
     name, an alias (``bf16``, ``fp16``, ``fp32``) or a ``torch.dtype``; a ValueError naming the
     allowed ones otherwise."""
     if isinstance(dtype, torch.dtype):
-        name = str(dtype).removeprefix("torch.")
+        name = precision.dtype_name(dtype)
     else:
         name = str(dtype).strip().lower().removeprefix("torch.")
         name = _DTYPE_ALIASES.get(name, name)
@@ -256,7 +257,7 @@ def train(
 def parameter_dtype(model: nn.Module) -> str:
     """The dtype of ``model``'s parameters by name (``float32``), or the names joined by
     ``+`` when they differ."""
-    names = dict.fromkeys(str(p.dtype).removeprefix("torch.") for p in model.parameters())
+    names = dict.fromkeys(precision.dtype_name(p.dtype) for p in model.parameters())
     return "+".join(names) or "none"
 
 
