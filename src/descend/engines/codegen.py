@@ -1,8 +1,8 @@
 """From a traced rule to a numba kernel: Python source written to a cache file and imported.
 
 The kernel covers many tensors in one call. It receives a table of raw addresses (one row per
-tensor, one column per vector leaf of the trace: p, g, then the state buffers; then one per per-
-tensor scalar state; with stochastic rounding a last column holds the tensor's stream key), the
+tensor, one column per vector leaf of the trace: p, g, then the state buffers; then one per
+per-tensor scalar state; with stochastic rounding a last column holds the tensor's stream key), the
 work items and their chunks, the step counts and the hyperparameters, and runs one chunk of work
 items per thread (an item is a run of one tensor's elements; chunks hold equal element counts:
 ``descend.engines.work_split``). Per item it computes the scalar sub-expressions once (double

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from descend import precision
-from descend.engines import ir
+from descend.engines import ir, reference
 from descend.engines.ir import Expr, Trace
 from descend.engines.reference import operands
 
@@ -66,10 +66,8 @@ def apply(
     live = [i for i, p in enumerate(params) if p.numel() or scalar_names]
     if not live:
         return
-    steps = _values([states[i]["step"] for i in live])
-    # Each tensor's step and per-tensor scalar state: what its scalars are computed from.
-    points = list(zip(steps, *(_values([states[i][n] for i in live]) for n in scalar_names),
-                      strict=True))
+    points = reference.points([states[i] for i in live], state_names)
+    steps = [point[0] for point in points]
     # Each tensor's leaves in the trace's order (p, g, then the state buffers).
     ops = [operands(params[i], grads[i], states[i], state_names) for i in live]
     for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
@@ -90,25 +88,13 @@ def apply(
             _run(trace, leaves, stored, [points[j] for j in batch], hyper, batch_keys)
 
 
-def _values(scalars: list[Tensor]) -> list[float]:
-    """0-d tensors (step counters, per-tensor state) as Python floats, read in one op (not an
-    ``.item()`` per tensor)."""
-    try:
-        values = torch.stack(scalars).reshape(-1).tolist()
-    except RuntimeError:  # counters of different shapes or devices
-        values = []
-    return values if len(values) == len(scalars) else [s.item() for s in scalars]
-
-
 def _scalars(trace: Trace, order: list[Expr], points: list[tuple[float, ...]],
              hyper: Mapping[str, Any]) -> dict[int, Scalar] | None:
     """The value of every scalar operand of a vector node (and of every scalar output) for this
     batch: one number, or one per tensor where their step counts (``points``: each tensor's
     step, then its per-tensor scalar state) give different values. None if a per-tensor value
     falls where torch takes a single number only (the base of a pow)."""
-    envs = {point: {**ir.flatten_scalars(hyper, point[0]),
-                    **dict(zip(trace.scalar_state, point[1:], strict=True))}
-            for point in dict.fromkeys(points)}
+    envs = {point: ir.environment(trace, hyper, point) for point in dict.fromkeys(points)}
     values: dict[int, Scalar] = {}
 
     def value(e: Expr) -> Scalar:

@@ -257,6 +257,14 @@ def flatten_scalars(hyper: Mapping[str, Any], step: float) -> dict[str, float]:
     return scalars
 
 
+def environment(trace: Trace, hyper: Mapping[str, Any],
+                point: Sequence[float]) -> dict[str, float]:
+    """The scalar leaves' values for a tensor at ``point``: its step count, then its per-tensor
+    scalar state (in ``trace.scalar_state`` order)."""
+    return {**flatten_scalars(hyper, point[0]),
+            **dict(zip(trace.scalar_state, point[1:], strict=True))}
+
+
 def configuration(hyper: Mapping[str, Any]) -> tuple:
     """What a trace is specialized on besides its guards: booleans and non-numeric values."""
     def shape(v: Any) -> Any:

@@ -29,6 +29,24 @@ def operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
     return list(map(real_view, (p, g, *(state[n] for n in state_names))))
 
 
+def read_values(scalars: Sequence[Tensor]) -> list[float]:
+    """0-d tensors (step counters, per-tensor state) as Python floats, read in one op (not an
+    ``.item()`` per tensor)."""
+    try:
+        values = torch.stack(list(scalars)).reshape(-1).tolist()
+    except RuntimeError:  # counters of different shapes or devices
+        values = []
+    return values if len(values) == len(scalars) else [s.item() for s in scalars]
+
+
+def points(states: Sequence[Mapping[str, Any]], state_names: Sequence[str]) -> list[tuple]:
+    """Each tensor's step count, then its per-tensor scalar state (``state_names.scalars``):
+    what the scalars of its update are computed from (``ir.environment``)."""
+    columns = ["step", *getattr(state_names, "scalars", ())]
+    return list(zip(*(read_values([state[n] for state in states]) for n in columns),
+                    strict=True))
+
+
 def apply(
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]],
     params: Sequence[Tensor],
