@@ -27,6 +27,7 @@ import argparse
 import multiprocessing
 import sys
 import time
+from pathlib import Path
 
 from descend.cli import UserError
 from descend.lab.benchmark import spaces
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     given = build_config(args) if not (args.resume or args.report_only) else None
     url = args.storage
     storage = store.open_storage(url) if url else None  # an unreachable URL fails here
+    if url is None and (args.resume or args.report_only):
+        _config_for(args, None, _stored_in(Path(args.out)))  # nothing there: fails here
     out = check_writable(args.out)
     if storage is None:
         url = f"sqlite:///{(out / store.FILENAME).resolve()}"
@@ -164,6 +167,13 @@ def _config_for(args: argparse.Namespace, given: BenchmarkConfig | None,
         raise UserError(f"{where} already holds a benchmark; pass --resume to continue it, "
                         "or choose another --out (or --storage)")
     return given
+
+
+def _stored_in(out: Path) -> BenchmarkConfig | None:
+    """The benchmark in ``out``'s SQLite file, without creating one."""
+    path = out / store.FILENAME
+    return store.stored_config(store.open_storage(f"sqlite:///{path.resolve()}")) \
+        if path.is_file() else None
 
 
 def _check_data(config: BenchmarkConfig) -> None:

@@ -32,8 +32,6 @@ HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 8
 
 optuna.logging.set_verbosity(logging.WARNING)
-# Heartbeats and their retry callback are marked experimental since Optuna 2.8: say it once here.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def open_storage(url: str) -> RDBStorage:
@@ -42,9 +40,12 @@ def open_storage(url: str) -> RDBStorage:
     engine_kwargs: dict[str, Any] = ({"connect_args": {"timeout": 120}} if sqlite
                                      else {"pool_pre_ping": True})
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs,
-                             heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs,
+                                 heartbeat_interval=HEARTBEAT_SECONDS,
+                                 grace_period=GRACE_SECONDS,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
     except ImportError as e:
         raise ValueError(f"storage {url!r} needs a database driver that is not installed "
                          f"({e.name or e}); pip install it, or use sqlite:///FILE") from None

@@ -42,11 +42,6 @@ class Workload:
         task = tasks.get(self.task)
         return task.with_data_dir(data_dir) if task.load_dir is not None else task
 
-    @property
-    def budget_steps(self) -> int:
-        n = len(tasks.get(self.task).load(0).train)
-        return self.epochs * -(-n // self.batch_size)
-
     def show_target(self) -> str:
         what = "validation accuracy" if self.higher_is_better else "validation loss"
         sign = ">=" if self.higher_is_better else "<="
@@ -54,7 +49,7 @@ class Workload:
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    Workload("mnist-mlp", "mnist", "val_accuracy", 0.90, epochs=4, batch_size=64,
+    Workload("mnist-mlp", "mnist", "val_accuracy", 0.90, epochs=6, batch_size=64,
              why="a fully connected network on real digits"),
     Workload("mnist-cnn", "mnist-cnn", "val_accuracy", 0.92, epochs=4, batch_size=64,
              evals_per_epoch=2, why="convolutions, where adaptive methods and SGD part ways"),
