@@ -9,6 +9,8 @@ workers that stopped beating (they are enqueued again) and wait for the running 
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +136,7 @@ class Worker:
         outcome = run_trial(self.config.workload(workload), optimizer, values,
                             trial.user_attrs["seed"], data_dir=self.config.data_dir,
                             threads=self.threads, on_step=self.on_step)
+        outcome["worker"] = f"{socket.gethostname()}:{os.getpid()}"
         for key, value in outcome.items():
             trial.set_user_attr(key, value)
         return outcome["steps_to_target"]
