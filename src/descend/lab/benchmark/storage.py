@@ -21,7 +21,7 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from descend.lab.benchmark.config import BenchmarkConfig
@@ -122,6 +122,13 @@ def done_trials(study: optuna.Study) -> dict[int, FrozenTrial]:
         if "steps_to_target" in t.user_attrs:
             done.setdefault(t.user_attrs["index"], t)
     return done
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Marks the trials of workers that stopped beating as failed (and so enqueued again)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
 
 
 def trial_states(storage: RDBStorage, study_id: int) -> dict[TrialState, int]:

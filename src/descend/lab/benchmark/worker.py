@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
-from optuna.storages import RDBStorage, fail_stale_trials
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from descend.lab.benchmark import storage as store
@@ -99,7 +99,7 @@ class Worker:
                 continue
             states = store.trial_states(self.storage, studies[name])
             if states.get(TrialState.RUNNING):
-                fail_stale_trials(store.load(self.storage, name))
+                store.fail_stale(store.load(self.storage, name))
                 states = store.trial_states(self.storage, studies[name])
             if states.get(TrialState.WAITING):
                 study = store.load(self.storage, name)
