@@ -39,8 +39,8 @@ def dominance(results: Results, mode: str, measure: str) -> Finding | None:
         return None
     wins = {o: sum(o in _fastest(table[w]) for w in workloads) for o in results.config.optimizers}
     tally = ", ".join(f"{o} {n}" for o, n in sorted(wins.items(), key=lambda x: -x[1]) if n)
-    evidence = (f"{MODES[mode]}: workloads on which each optimizer is the fastest (of "
-                f"{len(workloads)} some optimizer reached): {tally}.")
+    evidence = (f"Workloads on which each optimizer is the fastest, of the {len(workloads)} "
+                f"whose target some optimizer reached ({MODES[mode]}): {tally}.")
     everywhere = [o for o, n in wins.items() if n == len(table)]
     if everywhere:
         return Finding(f"{' and '.join(everywhere)} dominates under {MODES[mode]}: the fastest "

@@ -172,14 +172,32 @@ def _time_cell(cell, best: bool, seeds: int) -> str:
         return '<td class="bad">missing</td>'
     q1, q3 = cell.iqr("steps")
     median = cell.median("steps")
-    text = (f"{show_time(median, 'steps')} steps<br>[{show_time(q1, 'steps')}, "
-            f"{show_time(q3, 'steps')}]<br>{show_time(cell.median('seconds'), 'seconds')}"
+    steps = (f"{show_time(median, 'steps')} steps" if math.isfinite(median) else "never")
+    text = (f"{steps}<br>[{show_time(q1, 'steps')}, {show_time(q3, 'steps')}]<br>"
+            f"{show_time(cell.median('seconds'), 'seconds')}"
             f"<br><span class=\"warn\">{cell.reached}/{len(cell.runs)} reached</span>")
     if len(cell.runs) < seeds:
         text += f'<br><span class="warn">{len(cell.runs)} of {seeds} seeds</span>'
     css = "best" if best else ("bad" if not math.isfinite(median) else "")
     return (f'<td class="{css}" title="{escape(cell.hyperparameters)}">{text}'
-            f'<br><code>{escape(cell.hyperparameters)}</code></td>')
+            f"<br><code>{_short(cell.hyperparameters)}</code></td>")
+
+
+def _short(label: str) -> str:
+    """A spec label's hyperparameters one per line, numbers to 3 digits (the full label is the
+    cell's tooltip and in results.csv)."""
+    items = [item.partition("=") for item in label.partition(":")[2].split(",") if item]
+    if not items:
+        return "defaults"
+    return "<br>".join(escape(f"{key}={_digits(value)}") for key, _, value in items)
+
+
+def _digits(value: str) -> str:
+    parts = value.split("/")
+    try:
+        return "/".join(f"{float(p):.3g}" for p in parts)
+    except ValueError:
+        return value
 
 
 def _method(config: BenchmarkConfig, env: dict[str, Any]) -> str:
