@@ -49,7 +49,7 @@ class Progress:
         """Re-counts from the storage (after a trial, or on a timer with several workers)."""
         done, running = self.count()
         self.bar.update(done - self.bar.n)
-        if running and len(running) > 1:
+        if running:  # several workers: what each is running
             self.bar.set_description(" | ".join(running), refresh=False)
         self.bar.refresh()
 

@@ -70,8 +70,9 @@ def best_search_trial(storage: RDBStorage, config: BenchmarkConfig, workload: st
 
 @dataclass
 class Worker:
-    """Runs trials from ``url`` until the benchmark is done. ``on_trial(name, trial)`` is
-    called before each trial, ``on_step(step, loss)`` during it (progress bars)."""
+    """Runs trials from ``url`` until the benchmark is done. ``on_trial(study, index)`` is
+    called before each trial, ``on_done()`` after it and ``on_step(step, loss)`` during it
+    (progress bars)."""
 
     url: str
     config: BenchmarkConfig
