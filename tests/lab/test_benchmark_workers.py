@@ -99,3 +99,38 @@ def test_kill_9_loses_no_finished_trial_and_resume_continues(tmp_path):
         states = [t.state for t in studies[name] if t.user_attrs.get("index") == index]
         assert TrialState.FAIL in states and states.count(TrialState.COMPLETE) == 1
     assert (out / "report.html").is_file()
+
+
+def test_a_second_command_joins_a_running_benchmark_with_resume(tmp_path):
+    """What a second machine does on a shared --storage: the same command with --resume, while
+    the first runs. Both work on the one study; every trial is still done exactly once."""
+    out = tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "descend", "benchmark", "--out", str(out),
+                              *TINY], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until the first has stored its configuration
+            time.sleep(0.2)
+            try:
+                if (out / store.FILENAME).exists() and store.stored_config(
+                        store.open_storage(f"sqlite:///{out / store.FILENAME}")):
+                    break
+            except ValueError:  # its tables are being created
+                continue
+        else:
+            raise AssertionError("the first command never stored its benchmark")
+        second = subprocess.run([sys.executable, "-m", "descend", "benchmark", "--out",
+                                 str(out), "--resume"], capture_output=True, text=True,
+                                timeout=600)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    studies = trials(out)
+    counts = done_once(studies)
+    assert len(counts) == 3 * PER_OPTIMIZER and set(counts.values()) == {1}
+    workers = {t.user_attrs["worker"] for ts in studies.values() for t in ts
+               if t.state == TrialState.COMPLETE}
+    assert len(workers) == 2, workers
