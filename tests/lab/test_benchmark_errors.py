@@ -25,6 +25,10 @@ BAD = [
     (["--storage", "postgresql://nobody@127.0.0.1:1/nothing"], "storage", "postgresql://"),
     (["--storage", "nonsense://x"], "cannot open the storage", "nonsense://"),
     (["--storage", "sqlite:////no/such/folder/b.sqlite"], "cannot open the storage", ""),
+    (["--workloads", "mnist-cnn", "--data-dir", "/no/such/mnist"], "workload mnist-cnn",
+     "/no/such/mnist"),
+    (["--workloads", "quadratic", "--data-dir", "/tmp"], "none of the workloads reads data",
+     "mnist-mlp, mnist-cnn"),
     (["--resume"], "holds no benchmark to resume", ""),
     (["--report-only"], "holds no benchmark to report", ""),
 ]

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.jobs, "--jobs")
     _positive(args.threads, "--threads")
     given = build_config(args) if not (args.resume or args.report_only) else None
+    if given is not None:
+        _check_data(given)  # a bad --data-dir fails here, before anything is written
     url = args.storage
     storage = store.open_storage(url) if url else None  # an unreachable URL fails here
     if url is None and (args.resume or args.report_only):
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         storage = store.open_storage(url)
     config = _config_for(args, given, store.stored_config(storage))
     if not args.report_only:
-        _check_data(config)
+        if given is None:
+            _check_data(config)
         store.save_config(storage, config)
         _work(storage, url, config, args.jobs, args.threads, resume=args.resume)
     results = collect(storage, config)
@@ -114,6 +117,10 @@ def build_config(args: argparse.Namespace) -> BenchmarkConfig:
     defaults = QUICK_DEFAULTS if args.quick else DEFAULTS
     workloads = tuple(dict.fromkeys(get(w).name for w in
                                     (args.workloads or (QUICK if args.quick else WORKLOADS))))
+    readers = [w for w in WORKLOADS if get(w).load_task().load_dir is not None]
+    if args.data_dir is not None and not set(readers) & set(workloads):
+        raise UserError(f"--data-dir {args.data_dir}: none of the workloads reads data from a "
+                        f"folder (only {', '.join(readers)} do); drop --data-dir or add one")
     names = args.optimizers or (QUICK_OPTIMIZERS if args.quick else
                                 [o for o in DEFAULT_OPTIMIZERS if o in REGISTRY])
     if [n.lower() for n in names] == ["all"]:

@@ -43,7 +43,8 @@ def dominance(results: Results, mode: str, measure: str) -> Finding | None:
                 f"whose target some optimizer reached ({MODES[mode]}): {tally}.")
     everywhere = [o for o, n in wins.items() if n == len(table)]
     if everywhere:
-        return Finding(f"{' and '.join(everywhere)} dominates under {MODES[mode]}: the fastest "
+        verb = "dominates" if len(everywhere) == 1 else "dominate (tied)"
+        return Finding(f"{' and '.join(everywhere)} {verb} under {MODES[mode]}: the fastest "
                        f"to target on every workload.", evidence)
     return Finding(f"No optimizer dominates under {MODES[mode]}.", evidence)
 
