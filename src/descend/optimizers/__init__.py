@@ -6,6 +6,7 @@ from descend.optimizers.adam import Adam, AdamW
 from descend.optimizers.adamax import Adamax
 from descend.optimizers.ademamix import AdEMAMix
 from descend.optimizers.lion import Lion
+from descend.optimizers.muon import Muon
 from descend.optimizers.radam import RAdam
 from descend.optimizers.rmsprop import RMSprop
 from descend.optimizers.rprop import Rprop
@@ -13,4 +14,4 @@ from descend.optimizers.sgd import SGD
 
 # The registry lists the classes in this order (the order the seeds introduce them).
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Rprop",
-           "Lion", "AdEMAMix"]
+           "Lion", "AdEMAMix", "Muon"]
