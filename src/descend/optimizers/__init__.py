@@ -1,6 +1,7 @@
 """The optimizer classes: drop-in replacements for their torch.optim namesakes."""
 
 from descend.optimizers.adadelta import Adadelta
+from descend.optimizers.adafactor import Adafactor
 from descend.optimizers.adagrad import Adagrad
 from descend.optimizers.adam import Adam, AdamW
 from descend.optimizers.adamax import Adamax
@@ -14,4 +15,5 @@ from descend.optimizers.sgd import SGD
 
 # The registry lists the classes in this order (the order the seeds introduce them).
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Rprop",
-           "Lion", "AdEMAMix", "Muon"]
+           "Lion", "AdEMAMix", "Muon",
+           "Adafactor"]
