@@ -12,8 +12,9 @@ from descend.optimizers.radam import RAdam
 from descend.optimizers.rmsprop import RMSprop
 from descend.optimizers.rprop import Rprop
 from descend.optimizers.sgd import SGD
+from descend.optimizers.soap import SOAP
 
 # The registry lists the classes in this order (the order the seeds introduce them).
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Rprop",
            "Lion", "AdEMAMix", "Muon",
-           "Adafactor"]
+           "Adafactor", "SOAP"]
