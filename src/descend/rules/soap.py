@@ -89,8 +89,14 @@ def eigenbasis(L: Tensor | None) -> Tensor | None:
     eye = torch.eye(L.shape[0], device=L.device, dtype=L.dtype)
     try:
         _, q = torch.linalg.eigh(L + 1e-30 * eye)
-    except RuntimeError:  # did not converge: once more in float64
-        _, q = torch.linalg.eigh(L.to(torch.float64) + 1e-30 * eye.to(torch.float64))
+    except RuntimeError:  # did not converge: once more in float64, as the package does
+        try:
+            _, q = torch.linalg.eigh(L.to(torch.float64) + 1e-30 * eye.to(torch.float64))
+        except RuntimeError as e:
+            raise RuntimeError(
+                "SOAP: the eigendecomposition of a preconditioner failed; its statistics hold "
+                f"{'NaN or Inf' if not L.isfinite().all() else 'values eigh cannot take'} "
+                "(a non-finite gradient? skip_nonfinite=True skips such steps)") from e
         q = q.to(L.dtype)
     return torch.flip(q, dims=[1])
 
