@@ -41,7 +41,8 @@ class Adafactor(Optimizer):
         maximize: bool = False, skip_nonfinite: bool = False, impl: str = "auto",
         state_dtype: torch.dtype | None = None, stochastic_rounding: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d,
+        eps = tuple(eps) if isinstance(eps, (tuple, list)) else eps  # (checked with the group)
+        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d,
                         weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults, foreach=foreach, skip_nonfinite=skip_nonfinite,
                          impl=impl, state_dtype=state_dtype,
