@@ -240,6 +240,26 @@ RADAM_INFO = OptimizerInfo(
     second_group={"betas": (0.8, 0.99)},
     cycles="betas",
 )
+NADAM_INFO = OptimizerInfo(
+    descend.NAdam, torch.optim.NAdam,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "betas": (0.8, 0.99), "momentum_decay": 0.05, "maximize": True},
+    ),
+    second_group={"betas": (0.8, 0.99), "momentum_decay": 0.01},
+    cycles="betas",
+)
+ASGD_INFO = OptimizerInfo(
+    descend.ASGD, torch.optim.ASGD,
+    (
+        {"lr": 0.05},
+        {"lr": 0.05, "t0": 10, "lambd": 0.01},  # the average starts at step 10
+        {"lr": 0.05, "t0": 5, "alpha": 0.5, "weight_decay": 0.1, "maximize": True},
+    ),
+    second_group={"lambd": 1e-3, "t0": 20},
+)
 RPROP_INFO = OptimizerInfo(
     descend.Rprop, torch.optim.Rprop,
     (
@@ -336,7 +356,8 @@ SOAP_INFO = OptimizerInfo(
     supports_complex=False,
 )
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         RADAM_INFO, RPROP_INFO, LION_INFO, ADEMAMIX_INFO, MUON_INFO, ADAFACTOR_INFO, SOAP_INFO)
+         NADAM_INFO, RADAM_INFO, RPROP_INFO, ASGD_INFO, LION_INFO, ADEMAMIX_INFO, MUON_INFO,
+         ADAFACTOR_INFO, SOAP_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -350,7 +371,7 @@ def _registry_configs() -> list[Config]:
     out = []
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
-              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01,
+              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "nadam": 0.01, "radam": 0.01,
               "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3, "muon": 0.02, "adafactor": 0.01,
               "soap": 3e-3}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
