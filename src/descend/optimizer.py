@@ -408,6 +408,7 @@ class Optimizer(torch.optim.Optimizer):
         rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
         states = self._states(group, params)
         hyper = self._hyperparameters(group, rule)
+        engines.check_impl(impl)  # a group's impl may have been set by hand since
         refusal = None
         if impl != "reference":
             try:  # a refusal is remembered for the configuration: one step count tells

@@ -68,8 +68,6 @@ def apply(
     copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
     scalar_names = getattr(state_names, "scalars", ())
     for t, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
-        if not p.numel():  # nothing to update (a matrix rule would divide by the zero size)
-            continue
         # A buffer some parameters lack (``Buffer.shape``): the rule's keyword defaults to None.
         names = [n for n in state_names if n in state]
         ops = operands(p, g, state, names)

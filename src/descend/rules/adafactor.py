@@ -26,6 +26,9 @@ def adafactor(
     U  = g / sqrt(max(V, eps1^2));         theta <- theta - a * U / max(1, RMS(U)/d)
     eps1 = None is the machine epsilon of the parameter's dtype.
     """
+    if not p.numel():  # nothing to update (torch divides by the zero size)
+        kept = {"row_var": row_var, "col_var": col_var, "variance": variance}
+        return p, {name: b for name, b in kept.items() if b is not None}
     if maximize:
         g = -g
     eps1, eps2 = eps

@@ -64,4 +64,4 @@ def lr_scale(adjust_lr_fn: str | None, shape: torch.Size) -> float:
     rows, cols = shape[:2]
     if adjust_lr_fn == "match_rms_adamw":
         return 0.2 * math.sqrt(max(rows, cols))
-    return math.sqrt(max(1, rows / cols))
+    return math.sqrt(max(1, rows / cols)) if cols else 1.0  # (an empty matrix: no update)
