@@ -1,11 +1,15 @@
 """Parity with the reference package of each optimizer torch does not have (issue 10, part 2).
 
 The packages are test-only dependencies (the dev extra), written by others: lion-pytorch 0.2.5
-for Lion, pytorch-optimizer 4.1.0 for AdEMAMix. As for torch (test_core_torch_parity.py):
+for Lion, pytorch-optimizer 4.1.0 for AdEMAMix and SOAP. As for torch (test_core_torch_parity.py):
 float64, 45 steps on a 3-layer net, two param groups with different hyperparameters, a StepLR
 halving the learning rate every 10 steps; parameters and state equal to rtol 1e-9, on every
-engine; and a run resumed from a checkpoint at step 20 ends where the package's uninterrupted
-run does.
+engine (SOAP, a matrix method, on the reference engine: what impl="auto" runs it on); and a run
+resumed from a checkpoint at step 20 ends where the package's uninterrupted run does.
+
+SOAP holds rtol 1e-9 although its eigendecompositions could round differently: descend keeps
+the package's matrices in the package's memory layouts (see test_matrix_optimizers.py), so the
+same LAPACK and BLAS calls see the same operands and the runs agree bit for bit here.
 """
 
 from __future__ import annotations

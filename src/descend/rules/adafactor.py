@@ -4,6 +4,9 @@ scale."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -52,16 +55,16 @@ def adafactor(
     return torch.add(p, update, alpha=-alpha / denom), new_state
 
 
-def row_shape(p: Tensor, group: object) -> tuple[int, ...] | None:
+def row_shape(p: Tensor, group: Mapping[str, Any]) -> tuple[int, ...] | None:
     """``row_var``'s shape: the parameter's, its last dimension 1; matrices and up only."""
     return (*p.shape[:-1], 1) if p.dim() > 1 else None
 
 
-def col_shape(p: Tensor, group: object) -> tuple[int, ...] | None:
+def col_shape(p: Tensor, group: Mapping[str, Any]) -> tuple[int, ...] | None:
     """``col_var``'s shape: the parameter's, its second-to-last dimension 1."""
     return (*p.shape[:-2], 1, p.shape[-1]) if p.dim() > 1 else None
 
 
-def vector_shape(p: Tensor, group: object) -> tuple[int, ...] | None:
+def vector_shape(p: Tensor, group: Mapping[str, Any]) -> tuple[int, ...] | None:
     """``variance``'s shape: the parameter's, for vectors and scalars only."""
     return tuple(p.shape) if p.dim() <= 1 else None
