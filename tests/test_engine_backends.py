@@ -388,10 +388,15 @@ def test_per_tensor_scalar_state_is_one_number_per_tensor_on_every_backend(impl,
     monkeypatch.setattr(numba, "PARALLEL_MIN_ELEMENTS", 0)
     params = [torch.zeros(200_000), torch.zeros(3, 4), torch.zeros(0)]
     opt = Halving(params, lr=0.1, impl=impl)
+    general = []
+    step_group = opt._step_group
+    opt._step_group = lambda work, route: general.append(1) or step_group(work, route)
     for _ in range(4):
         for p in params:
             p.grad = torch.ones_like(p)
         opt.step()
+    # numba: the first step builds the group's batch, the next three launch it
+    assert len(general) == (1 if impl == "numba" else 4)
     for p in params:
         assert opt.state[p]["scale"].dtype == torch.float32 and opt.state[p]["scale"].dim() == 0
         assert opt.state[p]["scale"].item() == 0.5**4

@@ -302,7 +302,7 @@ def prepare(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
     table = _address_table(params, members, signatures.pop())
     if table is None:
         return None
-    return Prepared(rule, tuple(state_names), table, stochastic=keys is not None)
+    return Prepared(rule, state_names, table, stochastic=keys is not None)
 
 
 class Prepared:
