@@ -40,6 +40,25 @@ class OptimizerInfo:
     reference: Callable[..., torch.optim.Optimizer] | None = None
     # False where lr only sets the first step's size (Rprop: the steps then adapt on their own)
     lr_scales_steps: bool = True
+    # False for matrix methods (matmul, norms, eigh): the traced engines (foreach, numba) refuse
+    # the rule, impl="auto" runs it on the reference engine; the table's engine-vs-engine tests
+    # leave these rows out (TRACEABLE_CONFIGS), test_matrix_optimizers checks the refusal.
+    traceable: bool = True
+    # False where torch (or the package) refuses complex parameters, as descend then does.
+    supports_complex: bool = True
+    # Which parameters the optimizer takes (Muon: 2-D ones only); the table gives it those of
+    # the model and leaves the rest alone, as a real model gives them to AdamW.
+    takes: Callable[[torch.Tensor], bool] | None = None
+    # The lower precisions ("float32", "bfloat16") whose runs depart from a higher precision's
+    # beyond what rounding elementwise explains (test_core_dtypes), and why; the rows are left
+    # out of those comparisons and checked against their reference in that precision instead
+    # (test_matrix_optimizers).
+    rounding_sensitive: tuple[str, ...] = ()
+    # What a NaN gradient raises where it does not reach the parameters (SOAP's first step
+    # decomposes the gradient's statistics; the package raises there too)
+    nonfinite_raises: str | None = None
+    # The reference's state value (by name) in descend's layout, where the two differ (SOAP).
+    reference_state: Callable[[str, Any], Any] = lambda name, value: value
 
 
 @dataclass(frozen=True)
@@ -55,8 +74,21 @@ class Config:
     def cls(self) -> type[descend.Optimizer]:
         return self.info.cls
 
+    def taken(self, params: Iterable[Any]) -> list[Any]:
+        """The parameters (or param groups) this optimizer takes (``OptimizerInfo.takes``)."""
+        takes = self.info.takes
+        if takes is None:
+            return params
+        def tensor(p: Any) -> torch.Tensor:  # (named_parameters gives (name, tensor) pairs)
+            return p[1] if isinstance(p, tuple) else p
+
+        return [{**p, "params": [q for q in p["params"] if takes(tensor(q))]}
+                if isinstance(p, dict) else p
+                for p in params if isinstance(p, dict) or takes(tensor(p))]
+
     def build(self, params: Iterable[Any], **extra: Any) -> descend.Optimizer:
         extra.setdefault("impl", IMPL)
+        params = self.taken(params)
         if self.registry_name is not None:
             return descend.create(self.registry_name, params, **self.kwargs, **extra)
         return self.cls(params, **self.kwargs, **extra)
@@ -76,11 +108,11 @@ class Config:
 
     def build_reference(self, params: Iterable[Any]) -> torch.optim.Optimizer:
         """The reference package's optimizer with this config's hyperparameters."""
-        return self.info.reference(params, **self.effective_kwargs())
+        return self.info.reference(self.taken(params), **self.effective_kwargs())
 
     def build_torch(self, params: Iterable[Any], **extra: Any) -> torch.optim.Optimizer:
         kw = {k: v for k, v in self.effective_kwargs().items() if k != "momentum_form"}
-        return self.info.torch_cls(params, **kw, **extra)
+        return self.info.torch_cls(self.taken(params), **kw, **extra)
 
     def groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """Two param groups with different hyperparameters: first layer, then the rest."""
@@ -264,8 +296,68 @@ ADEMAMIX_INFO = OptimizerInfo(
     cycles="betas",
     reference=_package("pytorch_optimizer", "AdEMAMix"),  # pytorch-optimizer 4.1.0
 )
+MUON_INFO = OptimizerInfo(
+    descend.Muon, torch.optim.Muon,
+    (
+        {"lr": 0.02},
+        {"lr": 0.02, "nesterov": False},
+        {"lr": 0.02, "weight_decay": 0.0, "adjust_lr_fn": "match_rms_adamw"},
+        {"lr": 0.02, "momentum": 0.9, "ns_steps": 3, "adjust_lr_fn": "original"},
+    ),
+    second_group={"momentum": 0.8, "weight_decay": 0.05},
+    cycles="momentum",
+    traceable=False,
+    supports_complex=False,
+    takes=lambda p: p.ndim == 2,
+    # The orthogonalization gives every singular direction of the update the same size, the
+    # weak ones too, where a bfloat16 momentum's rounding is of the order of the signal.
+    rounding_sensitive=("bfloat16",),
+)
+ADAFACTOR_INFO = OptimizerInfo(
+    descend.Adafactor, torch.optim.Adafactor,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "maximize": True},
+        {"lr": 0.01, "beta2_decay": -0.5, "eps": (1e-30, 1e-3), "d": 2.0},
+    ),
+    second_group={"beta2_decay": -0.6},
+    traceable=False,
+    supports_complex=False,
+)
+def _soap_state(name: str, value: Any) -> Any:
+    """pytorch-optimizer keeps GG and Q as lists of matrices ([] for a dimension it leaves
+    alone); descend concatenates them flat, each Q_i transposed (descend.rules.soap)."""
+    if name not in ("GG", "Q"):
+        return value
+    matrices = [m.mT if name == "Q" else m for m in value if len(m)]
+    return torch.cat([m.reshape(-1) for m in matrices]) if matrices else torch.zeros(0)
+
+
+SOAP_INFO = OptimizerInfo(
+    descend.SOAP, None,
+    (
+        {"lr": 3e-3},
+        {"lr": 3e-3, "precondition_frequency": 3},
+        {"lr": 3e-3, "precondition_1d": True, "maximize": True, "precondition_frequency": 2},
+        {"lr": 3e-3, "max_precondition_dim": 5, "normalize_gradient": True,
+         "shampoo_beta": 0.9, "correct_bias": False, "weight_decay": 0.0},
+    ),
+    second_group={"betas": (0.9, 0.99), "weight_decay": 0.05},
+    cycles="betas",
+    reference=_package("pytorch_optimizer", "SOAP"),  # pytorch-optimizer 4.1.0
+    reference_state=_soap_state,
+    nonfinite_raises="eigendecomposition.*skip_nonfinite=True",
+    # Adam in an eigenbasis divides each rotated coordinate by its own RMS: in the near-null
+    # directions of a low-rank statistic that is rounding noise over rounding noise, O(1) in
+    # any precision, and it differs between precisions (float32 vs float64 runs end ~5% apart).
+    rounding_sensitive=("float32", "bfloat16"),
+    traceable=False,
+    supports_complex=False,
+)
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         NADAM_INFO, RADAM_INFO, RPROP_INFO, ASGD_INFO, LION_INFO, ADEMAMIX_INFO)
+         NADAM_INFO, RADAM_INFO, RPROP_INFO, ASGD_INFO, LION_INFO, ADEMAMIX_INFO, MUON_INFO,
+         ADAFACTOR_INFO, SOAP_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -280,7 +372,8 @@ def _registry_configs() -> list[Config]:
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
               "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "nadam": 0.01, "radam": 0.01,
-              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3}.get(name, 0.05)
+              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3, "muon": 0.02, "adafactor": 0.01,
+              "soap": 3e-3}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 
@@ -297,6 +390,9 @@ REPRESENTATIVES = [
     for info in INFOS
 ]
 TORCH_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.has_torch]  # where torch is the twin
+# What the traced engines (foreach, numba) run: every row but the matrix methods'.
+TRACEABLE_CONFIGS = [c for c in CONFIGS if c.info.traceable]
+TRACEABLE_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.info.traceable]
 
 
 def configs(selection: list[Config] = CONFIGS) -> Any:
@@ -347,6 +443,11 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, data=None,
         elif scheduler is not None:
             scheduler.step()
     return losses
+
+
+def optimized(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters the optimizer holds (Muon: a model's matrices only), in group order."""
+    return [p for group in opt.param_groups for p in group["params"]]
 
 
 def assert_same_tensors(actual: Iterable[torch.Tensor], expected: Iterable[torch.Tensor]) -> None:

@@ -6,7 +6,14 @@ import copy
 import pickle
 
 import torch
-from optimizer_info import TORCH_CONFIGS, assert_same_tensors, configs, make_model, train
+from optimizer_info import (
+    TORCH_CONFIGS,
+    assert_same_tensors,
+    configs,
+    make_model,
+    optimized,
+    train,
+)
 from torch.optim.lr_scheduler import StepLR
 
 BEFORE, AFTER = 7, 8
@@ -20,7 +27,7 @@ def _setup(config, seed: int = 0):
 
 def _params_and_state(model, opt) -> list[torch.Tensor]:
     params = [p.detach() for p in model.parameters()]
-    return params + [t for p in model.parameters() for t in opt.state[p].values()]
+    return params + [t for p in optimized(opt) for t in opt.state[p].values()]
 
 
 @configs()

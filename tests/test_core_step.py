@@ -15,6 +15,7 @@ from optimizer_info import (
     loss_closure,
     make_data,
     make_model,
+    optimized,
     snapshot,
     train,
 )
@@ -39,7 +40,7 @@ def test_step_with_closure_returns_its_loss_and_without_returns_none(config):
 @configs()
 def test_params_whose_grad_is_none_are_untouched_and_get_no_state(config):
     model = make_model()
-    unused = [nn.Parameter(torch.randn(3, dtype=torch.float64)) for _ in range(2)]
+    unused = [nn.Parameter(torch.randn(3, 2, dtype=torch.float64)) for _ in range(2)]
     groups = config.groups(model)
     groups[0]["params"].append(unused[0])
     groups[1]["params"].append(unused[1])
@@ -49,7 +50,8 @@ def test_params_whose_grad_is_none_are_untouched_and_get_no_state(config):
     assert_same_tensors([u.detach() for u in unused], before)
     for u in unused:  # Adagrad, like torch's, holds state from construction: never stepped
         assert u not in opt.state or float(opt.state[u]["step"]) == 0
-    assert all(float(opt.state[p]["step"]) == 3 for p in model.parameters())
+    assert all(float(opt.state[p]["step"]) == 3 for p in optimized(opt)
+               if not any(p is u for u in unused))
 
 
 @configs()
@@ -59,9 +61,9 @@ def test_zero_size_params_work_and_change_nothing_else(config):
         groups = config.groups(model)
         empties = [nn.Parameter(torch.zeros(0, dtype=torch.float64)),
                    nn.Parameter(torch.zeros(3, 0, dtype=torch.float64))]
-        if with_empty:
-            groups[0]["params"].append(empties[0])
-            groups[1]["params"].append(empties[1])
+        if with_empty:  # (Muon takes the matrix only)
+            for group, empty in zip(groups, empties, strict=True):
+                group["params"] += config.taken([empty])
         opt = config.build(groups)
         data = make_data()
         for _ in range(4):
@@ -75,7 +77,8 @@ def test_zero_size_params_work_and_change_nothing_else(config):
     model, opt, empties = run(with_empty=True)
     reference, _, _ = run(with_empty=False)
     assert [tuple(e.shape) for e in empties] == [(0,), (3, 0)]
-    assert all(e in opt.state and opt.state[e]["step"].item() == 4 for e in empties)
+    assert all(e in opt.state and opt.state[e]["step"].item() == 4
+               for e in config.taken(empties))
     assert_same_tensors([p.detach() for p in model.parameters()],
                         [p.detach() for p in reference.parameters()])
 
@@ -99,7 +102,8 @@ def test_named_parameters_are_accepted_like_torch(config):
     model = make_model()
     opt = config.build(model.named_parameters())
     train(model, opt, 2)
-    assert opt.param_groups[0]["param_names"] == [n for n, _ in model.named_parameters()]
+    names = [n for n, _ in config.taken(model.named_parameters())]  # (Muon: the matrices')
+    assert opt.param_groups[0]["param_names"] == names
 
 
 @configs([c for c in CONFIGS if not c.cls.supports_sparse])
@@ -222,7 +226,7 @@ def test_step_hooks_run_around_each_step(config):
     train(model, opt, 2)
     assert [c[0] for c in calls] == ["pre", "post", "pre", "post"]
     assert calls[0][1]["state"].keys() == at_construction
-    assert calls[1][1] == len(list(model.parameters()))
+    assert calls[1][1] == len(optimized(opt))
 
 
 def test_a_profiled_step_is_named_as_torch_names_it():

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 import torch
-from optimizer_info import REPRESENTATIVES, configs
+from optimizer_info import TRACEABLE_REPRESENTATIVES as REPRESENTATIVES  # (likewise)
+from optimizer_info import configs
 
 from descend import cli
 from descend.engines import native

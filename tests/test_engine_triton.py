@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 from engine_helpers import builder, make_params, run_pair, set_grads
-from optimizer_info import CONFIGS, REPRESENTATIVES, configs
+from optimizer_info import TRACEABLE_CONFIGS, TRACEABLE_REPRESENTATIVES, configs
 from test_low_precision import spacings_apart
 
 import descend
@@ -28,8 +28,7 @@ from descend.engines import triton_source
 pytest.importorskip("triton", reason="the triton backend needs Triton: pip install 'descend[gpu]'")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TRACEABLE = [c for c in CONFIGS if getattr(c.info, "traceable", True)]
-REPRESENTATIVE = [c for c in REPRESENTATIVES if getattr(c.info, "traceable", True)]
+TRACEABLE, REPRESENTATIVE = TRACEABLE_CONFIGS, TRACEABLE_REPRESENTATIVES  # (no matrix methods)
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
 

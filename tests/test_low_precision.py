@@ -24,6 +24,9 @@ LOW = (torch.bfloat16, torch.float16)
 # Significand bits below the leading one: a relative spacing of 2^-bits.
 BITS = {torch.bfloat16: 7, torch.float16: 10}
 SEED_CONFIGS = [c for c in CONFIGS if c.registry_name is None]
+# Every engine for each row; the matrix methods (untraceable) run on the reference only.
+RUNS = [(c, impl) for c in SEED_CONFIGS for impl in IMPLS if c.info.traceable or impl == IMPLS[0]]
+RUN_IDS = [f"{c.id}-{impl}" for c, impl in RUNS]
 
 
 def spacings_apart(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -82,20 +85,19 @@ def run_both(config, dtype: torch.dtype, impl: str, steps: int, state_dtype=None
     return ours, emulated, opt, ref
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-@configs(SEED_CONFIGS)
+@pytest.mark.parametrize("config, impl", RUNS, ids=RUN_IDS)
 def test_one_step_is_within_one_ulp_of_the_float32_step_by_hand(config, dtype, impl):
     ours, emulated, opt, _ = run_both(config, dtype, impl, steps=1)
     names = opt.state_names(opt.param_groups[0])
     for p, e, start in zip(ours, emulated, make_params(dtype), strict=True):
-        assert p.dtype == dtype and all(opt.state[p][n].dtype == dtype for n in names)
+        assert p.dtype == dtype and all(opt.state[p][n].dtype == dtype for n in names
+                                        if n in opt.state[p])  # (Adafactor: by shape)
         assert spacings_apart(p.detach(), e.detach().to(dtype), start.detach()).max() <= 1
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-@configs(SEED_CONFIGS)
+@pytest.mark.parametrize("config, impl", RUNS, ids=RUN_IDS)
 def test_twenty_steps_track_the_emulation_that_rounds_the_state(config, dtype, impl):
     """Rounding decisions that fall differently (float32 rounds a few operations differently
     from torch's) move an element by one spacing, and the difference then propagates: through a

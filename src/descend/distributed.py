@@ -2,9 +2,11 @@
 
 descend's optimizers need nothing special under DistributedDataParallel, ZeroRedundancyOptimizer
 or FSDP2 (``fully_shard``): under FSDP2 parameters, gradients and state buffers are DTensors and
-the rules run on them unchanged (each rank updates its own shard). Two things need the ranks to
-agree, and live here:
+the rules run on them unchanged (each rank updates its own shard). These need the ranks to work
+together, and live here:
 
+- ``on_whole_tensor``: an update that needs a whole matrix (Muon's orthogonalization) gathers
+  it, and each rank keeps its shard of the result.
 - ``all_finite``: whether to skip a step (``skip_nonfinite=True``) must be decided over the whole
   gradient, not over this rank's shard, or one rank skips while the others step.
 - ``save_checkpoint`` / ``load_checkpoint``: torch.distributed.checkpoint (DCP) of model and
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import torch
@@ -52,6 +54,20 @@ def local_shards(p: Tensor, g: Tensor, state: dict[str, Any],
     if is_sharded(local["step"]):
         local["step"] = local["step"].to_local()
     return p.to_local(), g.to_local(), local
+
+
+def on_whole_tensor(t: Tensor, fn: Callable[..., Tensor], *args: Any) -> Tensor:
+    """``fn(whole t, *args)`` for a DTensor ``t``, sharded like ``t``: for an update that needs
+    the whole matrix (Muon's Newton-Schulz iteration). Every rank gathers ``t``
+    (``full_tensor``), computes ``fn`` on it (the same input, so the same result on every rank)
+    and keeps its own shard of the result, a slice of it: one all-gather per call, no other
+    communication."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    mesh = t.device_mesh
+    whole = DTensor.from_local(fn(t.full_tensor(), *args), mesh, [Replicate()] * mesh.ndim,
+                               run_check=False)
+    return whole.redistribute(mesh, t.placements)
 
 
 def _locally_finite(tensors: Sequence[Tensor]) -> bool:

@@ -224,7 +224,8 @@ class Optimizer(torch.optim.Optimizer):
         if "step" not in state:
             state["step"] = torch.tensor(1.0 if state else 0.0, dtype=state_schema.scalar_dtype())
         for buffer in self.state_schema:
-            if buffer.name in names.everything and buffer.name not in state:
+            if (buffer.name in names.everything and buffer.name not in state
+                    and buffer.kept_for(p, group)):
                 state[buffer.name] = buffer.create(p, group)
 
     def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any],
@@ -407,13 +408,21 @@ class Optimizer(torch.optim.Optimizer):
         rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
         states = self._states(group, params)
         hyper = self._hyperparameters(group, rule)
-        parts = engines.partition(impl, params, work.gradients(), states, names)
-        if impl != "auto" and any(b is not reference for b in parts):  # a traced backend
+        engines.check_impl(impl)  # a group's impl may have been set by hand since
+        refusal = None
+        if impl != "reference":
             try:  # a refusal is remembered for the configuration: one step count tells
                 trace_for(rule, names, hyper, float(states[0]["step"]) + 1)
             except TraceError as e:
-                raise ValueError(f"impl={impl!r}: {e}. Use impl='reference' (or 'auto', which "
-                                 "falls back to it) for this rule.") from e
+                refusal = e
+        if refusal is None:
+            parts = engines.partition(impl, params, work.gradients(), states, names)
+        elif impl == "auto":  # a matrix rule (Muon, SOAP...): its torch ops, tensor by tensor
+            engines.log.debug("impl='auto': %s; the reference backend runs it", refusal)
+            parts = {reference: list(range(len(params)))}
+        else:
+            raise ValueError(f"impl={impl!r}: {refusal}. Use impl='reference' (or 'auto', which "
+                             "falls back to it) for this rule.") from refusal
         return Route(rule, names, states, hyper, parts, _rounding_keys(group, work.present))
 
     def _step_group(self, work: GroupWork, route: Route) -> bool:

@@ -28,6 +28,11 @@ class Buffer:
     tensor like the step counter).
     ``dtype``: its storage dtype; None stores it in the group's ``state_dtype``, or, where that
     is None, in the parameter's dtype, as torch does.
+    ``shape``: for state not shaped like the parameter (matrix methods: Adafactor's row and
+    column factors, SOAP's preconditioners), its shape for parameter ``p`` of ``group``, or None
+    where that parameter keeps no such buffer (Adafactor factors matrices and keeps a full
+    ``variance`` for vectors). Unset: shaped like the parameter. A rule whose buffers some
+    parameters lack takes them as keywords that default to None.
     """
 
     name: str
@@ -35,11 +40,16 @@ class Buffer:
     initial: float | str = 0.0
     per: str = "element"
     dtype: torch.dtype | None = None
+    shape: Callable[[Tensor, Mapping[str, Any]], tuple[int, ...] | None] | None = None
 
     def needed(self, group: Mapping[str, Any]) -> bool:
         if self.when is None:
             return True
         return bool(group[self.when]) if isinstance(self.when, str) else self.when(group)
+
+    def kept_for(self, p: Tensor, group: Mapping[str, Any]) -> bool:
+        """Whether parameter ``p`` of ``group`` keeps this buffer (see ``shape``)."""
+        return self.shape is None or self.shape(p, group) is not None
 
     def storage_dtype(self, p: Tensor, group: Mapping[str, Any]) -> torch.dtype:
         """The dtype this buffer is kept in for parameter ``p`` of ``group``."""
@@ -61,6 +71,8 @@ class Buffer:
         dtype = self.storage_dtype(p, group)
         if self.per == "tensor":
             return torch.tensor(float(value), dtype=dtype)
+        if self.shape is not None:
+            return torch.full(self.shape(p, group), value, dtype=dtype, device=p.device)
         if p.is_complex() and dtype.is_complex:  # optimized as (real, imag) pairs: fill both
             value = complex(value, value)
         return torch.full_like(p, value, dtype=dtype, memory_format=torch.preserve_format)

@@ -60,6 +60,26 @@ def build_model(dtype: torch.dtype = torch.float64) -> nn.Module:
     ).to(dtype)
 
 
+def build_matrix_model(dtype: torch.dtype = torch.float64) -> nn.Module:
+    """The MLP without biases: Muon takes weight matrices only."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(IN, HIDDEN, bias=False), nn.Tanh(), nn.Linear(HIDDEN, HIDDEN, bias=False),
+        nn.Tanh(), nn.Linear(HIDDEN, OUT, bias=False),
+    ).to(dtype)
+
+
+# Muon orthogonalizes each whole matrix: under FSDP2 every rank gathers it (issue 10).
+MUON_RUNS = {"muon": dict(lr=0.02), "muon-adamw-rms": dict(
+    lr=0.02, nesterov=False, adjust_lr_fn="match_rms_adamw")}
+
+
+def muon_single_process(config: str, impl: str = "reference") -> dict[str, Tensor]:
+    model = build_matrix_model()
+    train(model, descend.Muon(model.parameters(), impl=impl, **MUON_RUNS[config]), range(STEPS))
+    return full_parameters(model)
+
+
 def make_optimizer(params, config: str, impl: str, *,
                    optimizer_class: Callable | None = None, **extra) -> torch.optim.Optimizer:
     """``descend.<Class>(params, **hyperparameters)``, or ``optimizer_class(params,

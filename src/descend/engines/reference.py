@@ -68,9 +68,11 @@ def apply(
     copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
     scalar_names = getattr(state_names, "scalars", ())
     for t, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
-        ops = operands(p, g, state, state_names)
+        # A buffer some parameters lack (``Buffer.shape``): the rule's keyword defaults to None.
+        names = [n for n in state_names if n in state]
+        ops = operands(p, g, state, names)
         param, grad, *stored = ops
-        buffers = dict(zip(state_names, stored, strict=True))
+        buffers = dict(zip(names, stored, strict=True))
         compute = precision.compute_dtype([t.dtype for t in ops])
         step = state["step"] if step_as_tensor else state["step"].item()
         scalars = {n: state[n] if step_as_tensor else state[n].item() for n in scalar_names}
