@@ -38,8 +38,15 @@ class OptimizerInfo:
     cycles: str | None = None
     # where torch lacks the algorithm: the reference package's class (a test-only dependency)
     reference: Callable[..., torch.optim.Optimizer] | None = None
-    # False where lr only sets the first step's size (Rprop: the steps then adapt on their own)
+    # False where lr only sets the first step's size (Rprop: the steps then adapt on their own),
+    # or where a group's steps do not scale with its own lr (Prodigy: one d * max lr for all)
     lr_scales_steps: bool = True
+    # False where the rule reduces over a tensor (Lamb's and LARS's norms): the traced engines
+    # (foreach, numba) refuse it and impl="auto" runs the reference backend. The engine tests
+    # run TRACEABLE_CONFIGS; test_engine_exactness checks the refusal and the fallback of these.
+    traceable: bool = True
+    # the second group's lr, relative to the first's (Prodigy: equal lrs, or it refuses)
+    second_lr_factor: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,12 @@ class Config:
         return self.info.cls
 
     def build(self, params: Iterable[Any], **extra: Any) -> descend.Optimizer:
+        """The optimizer, ready to train (schedule-free ones in train mode, as their users
+        must put them)."""
         extra.setdefault("impl", IMPL)
         if self.registry_name is not None:
-            return descend.create(self.registry_name, params, **self.kwargs, **extra)
-        return self.cls(params, **self.kwargs, **extra)
+            return training(descend.create(self.registry_name, params, **self.kwargs, **extra))
+        return training(self.cls(params, **self.kwargs, **extra))
 
     def effective_kwargs(self) -> dict[str, Any]:
         """The hyperparameters this config runs with, registry overrides included."""
@@ -75,8 +84,9 @@ class Config:
         return self.info.torch_cls is not None and not descend_only
 
     def build_reference(self, params: Iterable[Any]) -> torch.optim.Optimizer:
-        """The reference package's optimizer with this config's hyperparameters."""
-        return self.info.reference(params, **self.effective_kwargs())
+        """The reference package's optimizer with this config's hyperparameters, ready to
+        train."""
+        return training(self.info.reference(params, **self.effective_kwargs()))
 
     def build_torch(self, params: Iterable[Any], **extra: Any) -> torch.optim.Optimizer:
         kw = {k: v for k, v in self.effective_kwargs().items() if k != "momentum_form"}
@@ -88,9 +98,17 @@ class Config:
         lr = float(self.effective_kwargs().get("lr", _default(self.cls, "lr")))
         return [
             {"params": list(first.parameters())},
-            {"params": [p for m in rest for p in m.parameters()], "lr": lr * 0.5,
+            {"params": [p for m in rest for p in m.parameters()],
+             "lr": lr * self.info.second_lr_factor,
              **self.info.second_group},
         ]
+
+
+def training(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """``opt`` in train mode where it has one (schedule-free: the parameters hold y)."""
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    return opt
 
 
 def _default(cls: type, name: str) -> Any:
@@ -244,8 +262,81 @@ ADEMAMIX_INFO = OptimizerInfo(
     cycles="betas",
     reference=_package("pytorch_optimizer", "AdEMAMix"),  # pytorch-optimizer 4.1.0
 )
+LAMB_INFO = OptimizerInfo(
+    descend.Lamb, None,
+    (
+        {"lr": 1e-2},
+        {"lr": 1e-2, "weight_decay": 0.1},
+        {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
+        {"lr": 1e-2, "rectify": True},
+        {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "n_sma_threshold": 8},
+        {"lr": 1e-2, "pre_norm": True, "max_grad_norm": 0.05},
+        {"lr": 1e-2, "adam": True, "grad_averaging": False, "maximize": True},
+        {"lr": 1e-2, "adam_debias": True, "betas": (0.8, 0.99), "eps": 1e-4},
+    ),
+    second_group={"betas": (0.8, 0.99), "weight_decay": 0.05},
+    cycles="betas",
+    reference=_package("pytorch_optimizer", "Lamb"),  # pytorch-optimizer 4.1.0
+    traceable=False,  # the trust ratio's norms
+)
+LARS_INFO = OptimizerInfo(
+    descend.LARS, None,
+    (
+        {"lr": 0.1},
+        {"lr": 0.1, "weight_decay": 0.1},
+        {"lr": 0.1, "nesterov": True, "trust_coefficient": 0.02},
+        {"lr": 0.1, "momentum": 0.0},
+        {"lr": 0.1, "momentum": 0.5, "dampening": 0.3, "weight_decay": 0.05, "maximize": True},
+    ),
+    second_group={"momentum": 0.5, "trust_coefficient": 0.01},
+    cycles="momentum",
+    reference=_package("pytorch_optimizer", "LARS"),  # pytorch-optimizer 4.1.0
+    traceable=False,  # the trust ratio's norms
+)
+PRODIGY_INFO = OptimizerInfo(
+    descend.Prodigy, None,
+    (
+        {},
+        {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "decouple": False},
+        {"use_bias_correction": True, "betas": (0.8, 0.99)},
+        {"safeguard_warmup": True, "beta3": 0.9, "d0": 1e-4},
+        {"betas": (0.0, 0.99), "eps": 1e-6},
+        {"growth_rate": 1.02, "d_coef": 2.0},
+    ),
+    second_group={"weight_decay": 0.02, "eps": 1e-6, "d0": 1e-5},
+    cycles="betas",
+    reference=_package("prodigyopt", "Prodigy"),  # prodigyopt 1.1.2
+    lr_scales_steps=False,  # one step size d * max(lr) for every group (a group at lr 0 moves)
+    second_lr_factor=1.0,
+)
+SGD_SCHEDULE_FREE_INFO = OptimizerInfo(
+    descend.SGDScheduleFree, None,
+    (
+        {"lr": 0.1},
+        {"lr": 0.1, "weight_decay": 0.05},
+        {"lr": 0.1, "warmup_steps": 10, "momentum": 0.5},
+        {"lr": 0.1, "r": 1.0, "weight_lr_power": 1.0},
+    ),
+    second_group={"momentum": 0.8},
+    cycles="momentum",
+    reference=_package("schedulefree", "SGDScheduleFree"),  # schedulefree 1.4.1
+)
+ADAMW_SCHEDULE_FREE_INFO = OptimizerInfo(
+    descend.AdamWScheduleFree, None,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05},
+        {"lr": 0.01, "warmup_steps": 10, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "r": 0.5, "weight_lr_power": 1.0, "eps": 1e-6},
+    ),
+    second_group={"betas": (0.8, 0.99)},
+    cycles="betas",
+    reference=_package("schedulefree", "AdamWScheduleFree"),  # schedulefree 1.4.1
+)
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         RADAM_INFO, RPROP_INFO, LION_INFO, ADEMAMIX_INFO)
+         RADAM_INFO, RPROP_INFO, LION_INFO, ADEMAMIX_INFO, LAMB_INFO, LARS_INFO, PRODIGY_INFO,
+         SGD_SCHEDULE_FREE_INFO, ADAMW_SCHEDULE_FREE_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -260,7 +351,9 @@ def _registry_configs() -> list[Config]:
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
               "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01,
-              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3}.get(name, 0.05)
+              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3, "lamb": 1e-2, "lars": 0.1,
+              "prodigy": 1.0, "sgd-schedule-free": 0.1,
+              "adamw-schedule-free": 0.01}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 
@@ -277,6 +370,9 @@ REPRESENTATIVES = [
     for info in INFOS
 ]
 TORCH_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.has_torch]  # where torch is the twin
+# What the traced engines run (OptimizerInfo.traceable).
+TRACEABLE_CONFIGS = [c for c in CONFIGS if c.info.traceable]
+TRACEABLE_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.info.traceable]
 
 
 def configs(selection: list[Config] = CONFIGS) -> Any:

@@ -5,12 +5,16 @@ from descend.optimizers.adagrad import Adagrad
 from descend.optimizers.adam import Adam, AdamW
 from descend.optimizers.adamax import Adamax
 from descend.optimizers.ademamix import AdEMAMix
+from descend.optimizers.lamb import Lamb
+from descend.optimizers.lars import LARS
 from descend.optimizers.lion import Lion
+from descend.optimizers.prodigy import Prodigy
 from descend.optimizers.radam import RAdam
 from descend.optimizers.rmsprop import RMSprop
 from descend.optimizers.rprop import Rprop
+from descend.optimizers.schedule_free import AdamWScheduleFree, SGDScheduleFree
 from descend.optimizers.sgd import SGD
 
 # The registry lists the classes in this order (the order the seeds introduce them).
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Rprop",
-           "Lion", "AdEMAMix"]
+           "Lion", "AdEMAMix", "Lamb", "LARS", "Prodigy", "SGDScheduleFree", "AdamWScheduleFree"]

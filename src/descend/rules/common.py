@@ -6,6 +6,7 @@ import math
 from numbers import Real
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -30,3 +31,9 @@ def log(x: Any) -> Any:
 def exp(x: Any) -> Any:
     """e^x, as ``log``."""
     return math.exp(x) if isinstance(x, Real) else x.exp()
+
+
+def norm(t: Tensor) -> Tensor:
+    """The L2 norm of a whole tensor, a 0-d tensor: a reduction, outside the traced
+    backends' elementwise vocabulary (a rule that calls it runs on the reference backend)."""
+    return torch.linalg.vector_norm(t)
