@@ -38,7 +38,8 @@ def groups(config, params: list[torch.Tensor]) -> list[dict]:
     """Two groups with different hyperparameters, as in the core table."""
     lr = float(config.effective_kwargs().get("lr", 1e-3))
     return [{"params": params[:2]},
-            {"params": params[2:], "lr": lr * 0.5, **config.info.second_group}]
+            {"params": params[2:], "lr": lr * config.info.second_lr_factor,
+             **config.info.second_group}]
 
 
 def builder(config, grouped: bool = False) -> Callable:

@@ -207,6 +207,7 @@ def test_prodigy_refuses_what_it_does_not_support_clearly(kwargs, fragments):
     (descend.AdamWScheduleFree, {"warmup_steps": -1}, ["warmup_steps", "[0, inf)"]),
     (descend.Lamb, {"adanorm": True}, ["adanorm", "adam_debias"]),
     (descend.Lamb, {"max_grad_norm": -1.0}, ["max_grad_norm", "[0, inf)"]),
+    (descend.Lamb, {"n_sma_threshold": 3}, ["n_sma_threshold", "[4, inf)"]),
     (descend.LARS, {"momentum": 1.0}, ["momentum", "[0, 1)"]),
 ])
 def test_the_new_optimizers_refuse_bad_hyperparameters_clearly(cls, kwargs, fragments):

@@ -9,7 +9,7 @@ from torch import Tensor
 from descend.optimizer import GroupStep, Listing, Optimizer
 from descend.rules.lamb import lamb
 from descend.state import Buffer
-from descend.validation import NONNEGATIVE, UNIT
+from descend.validation import NONNEGATIVE, UNIT, Interval
 
 # Lamb's keyword arguments besides its signature's that pytorch-optimizer reads.
 EXTRA_KEYWORDS = {"adam_debias": False}
@@ -33,7 +33,9 @@ class Lamb(Optimizer):
         r"\eta\,\frac{\min(\lVert\theta\rVert, 10)}{\lVert u\rVert + \epsilon}\, u",
         "You et al. 2020"),)
     ranges = {"lr": NONNEGATIVE, "betas": UNIT, "weight_decay": NONNEGATIVE,
-              "max_grad_norm": NONNEGATIVE, "eps": NONNEGATIVE}
+              "max_grad_norm": NONNEGATIVE, "eps": NONNEGATIVE,
+              # below 4, the rectification's sqrt((rho - 4) ...) has no value
+              "n_sma_threshold": Interval(4.0)}
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
@@ -66,7 +68,8 @@ class Lamb(Optimizer):
         the constructor's max_grad_norm and eps, in float32 as pytorch-optimizer computes it."""
         scale = 1.0
         if self.defaults["pre_norm"] and self.defaults["max_grad_norm"] != 0:
-            grads = [g for step in groups for g in step.grads]
+            # (empty tensors left out: their 0 would change the float32 sum's order)
+            grads = [g for step in groups for g in step.grads if g.numel()]
             scale = float(global_gradient_scale(grads, self.defaults["max_grad_norm"],
                                                 self.defaults["eps"])) if grads else 1.0
         return [{"grad_scale": scale} for _ in groups]

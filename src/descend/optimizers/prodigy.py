@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descend.engines.reference import real_view
 from descend.optimizer import GroupStep, Listing, Optimizer
 from descend.rules.prodigy import prodigy
 from descend.state import Buffer
@@ -98,11 +99,12 @@ class Prodigy(Optimizer):
             if float(group["lr"]) == 0:
                 continue
             for p, g, state in zip(params, grads, states, strict=True):
+                p, g, s, p0 = map(real_view, (p, g, state["s"], state["p0"]))  # complex: pairs
                 if group["weight_decay"] != 0 and not first["decouple"]:
                     g = g + group["weight_decay"] * p
                 numerator += (d / group["d0"]) * dlr * float(
-                    torch.dot(g.flatten(), (state["p0"] - p).flatten()))
-                denominator += float((beta3 * state["s"] + scale * g).abs().sum())
+                    torch.dot(g.flatten(), (p0 - p).flatten()))
+                denominator += float((beta3 * s + scale * g).abs().sum())
         d_new = self._estimate(d, first, beta3, numerator, denominator, groups)
         shared = {name: first[name] for name in SHARED}
         return [{**shared, "beta3": beta3, "d": d, "d_new": d_new, "s_scale": scale,
