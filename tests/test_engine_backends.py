@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from optimizer_info import REPRESENTATIVES, assert_unchanged, configs, snapshot
+from optimizer_info import TRACEABLE_REPRESENTATIVES, assert_unchanged, configs, snapshot
 
 import descend
 from descend import engines
@@ -95,7 +95,7 @@ def test_a_gradient_of_another_dtype_is_widened_on_every_backend():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_foreach_takes_low_precision_bit_for_bit_as_the_reference(config, dtype):
     """bfloat16 and float16 on impl='foreach' (its choice on GPUs): widened to float32, each op
     as the reference's eager op, rounded back once."""

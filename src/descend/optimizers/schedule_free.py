@@ -56,6 +56,13 @@ class ScheduleFree(Optimizer):
                     p.lerp_(z.to(device=p.device, dtype=p.dtype), weight)
             group["train_mode"] = train
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's, the new group in the mode the others are in (schedulefree puts it in eval
+        mode, which a later ``eval()`` would then skip, leaving its parameters at y)."""
+        if self.param_groups:
+            param_group.setdefault("train_mode", self.param_groups[0]["train_mode"])
+        super().add_param_group(param_group)
+
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step, in train mode (see ``train``)."""
         if not all(group["train_mode"] for group in self.param_groups):
