@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descend import precision
 from descend.engines.reference import real_view
 from descend.optimizer import GroupStep, Listing, Optimizer
 from descend.rules.prodigy import prodigy
@@ -99,7 +100,7 @@ class Prodigy(Optimizer):
             if float(group["lr"]) == 0:
                 continue
             for p, g, state in zip(params, grads, states, strict=True):
-                p, g, s, p0 = map(real_view, (p, g, state["s"], state["p0"]))  # complex: pairs
+                p, g, s, p0 = _operands(p, g, state)
                 if group["weight_decay"] != 0 and not first["decouple"]:
                     g = g + group["weight_decay"] * p
                 numerator += (d / group["d0"]) * dlr * float(
@@ -135,3 +136,11 @@ def _check_lrs(lrs: list[float]) -> float:
                          f"serves them all: give every group lr={lr:g}, or 0 to leave it out "
                          "of the estimate (prodigyopt's rule)")
     return lr
+
+
+def _operands(p: Tensor, g: Tensor, state: dict[str, Any]) -> list[Tensor]:
+    """p, g, s and p0 as the rule reads them: complex ones as real pairs, bfloat16 and float16
+    widened to float32 (``descend.precision``)."""
+    tensors = [real_view(t) for t in (p, g, state["s"], state["p0"])]
+    compute = precision.compute_dtype(t.dtype for t in tensors)
+    return [t.to(compute) for t in tensors]
