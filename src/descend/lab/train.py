@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from descend import precision
-from descend.lab.spec import OptimizerSpec
+from descend.lab.spec import OptimizerSpec, set_mode
 from descend.lab.tasks.base import Split, Splits, Task
 
 TRAIN_EVAL_LIMIT = 10_000  # training examples evaluated at each Point
@@ -249,6 +249,7 @@ def train(
                  torch.Generator().manual_seed(seed))
     finally:
         torch.set_num_threads(old_threads)
+        set_mode(optimizer, train=False)  # the model holds what was evaluated
     result.steps, result.seconds, result.step_seconds = loop.steps, loop.seconds, loop.step_seconds
     result.dtype = parameter_dtype(model)
     return result
@@ -374,11 +375,13 @@ class _Loop:
 
     def evaluate(self, epoch: float) -> Point:
         """Appends a Point to the history (and marks divergence if the model broke)."""
+        set_mode(self.optimizer, train=False)  # (schedule-free: the parameters to the average)
         train_loss, _ = self._measure(Split(self.train_x[:TRAIN_EVAL_LIMIT],
                                             self.train_y[:TRAIN_EVAL_LIMIT]))
         val_loss, val_accuracy = self._measure(self.splits.val)
         test_loss, test_accuracy = self._measure(self.splits.test)
         self.model.train()  # _measure left it in eval mode; steps train (once here, not per step)
+        set_mode(self.optimizer, train=True)
         point = Point(epoch, self.steps, self.seconds, self.step_seconds, train_loss,
                       val_loss, val_accuracy, test_loss, test_accuracy)
         if not math.isfinite(train_loss):

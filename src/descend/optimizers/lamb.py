@@ -30,7 +30,7 @@ class Lamb(Optimizer):
         "lamb", "Adam whose step, layer by layer, is rescaled to the size of the weights: the "
         "trust ratio lets a BERT train with a batch of 64k without diverging.",
         r"u = \frac{\hat m}{\sqrt{v} + \epsilon} + \lambda\theta;\ \theta \leftarrow \theta - "
-        r"\eta\,\frac{\min(\lVert\theta\rVert, 10)}{\lVert u\rVert + \epsilon}\, u",
+        r"\eta\,\frac{\min(\|\theta\|, 10)}{\|u\| + \epsilon}\, u",
         "You et al. 2020"),)
     ranges = {"lr": NONNEGATIVE, "betas": UNIT, "weight_decay": NONNEGATIVE,
               "max_grad_norm": NONNEGATIVE, "eps": NONNEGATIVE,

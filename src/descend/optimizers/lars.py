@@ -24,8 +24,8 @@ class LARS(Optimizer):
     listings = (Listing(
         "lars", "SGD with momentum whose step, layer by layer, is a fixed fraction of the "
         "weights' own size: no layer outruns the others, so huge batches and lrs stay stable.",
-        r"b \leftarrow \mu b + \frac{\eta_{\mathrm{tr}} \lVert\theta\rVert}{\lVert g_t\rVert + "
-        r"\lambda \lVert\theta\rVert}(g_t + \lambda\theta);\ \theta \leftarrow \theta - \eta\, b",
+        r"b \leftarrow \mu b + \frac{\eta_{\mathrm{tr}} \|\theta\|}{\|g_t\| + "
+        r"\lambda \|\theta\|}(g_t + \lambda\theta);\ \theta \leftarrow \theta - \eta\, b",
         "You, Gitman and Ginsburg 2017"),)
     ranges = {"lr": NONNEGATIVE, "weight_decay": NONNEGATIVE, "momentum": UNIT,
               "dampening": UNIT, "trust_coefficient": NONNEGATIVE}

@@ -36,8 +36,8 @@ class Prodigy(Optimizer):
     listings = (Listing(
         "prodigy", "Adam that finds its own learning rate: it estimates the distance to the "
         "solution from how far the parameters moved along the gradients, and steps that far.",
-        r"d \leftarrow \max\!\Big(d, \frac{\sum_t d_t \langle g_t, \theta_0 - \theta_t\rangle}"
-        r"{\lVert s \rVert_1}\Big);\ \theta \leftarrow \theta - d\,\eta\,\frac{m}{\sqrt{v} + "
+        r"d \leftarrow \max(d, \frac{\sum_t d_t \langle g_t, \theta_0 - \theta_t\rangle}"
+        r"{\|s\|_1});\ \theta \leftarrow \theta - d\,\eta\,\frac{m}{\sqrt{v} + "
         r"d\,\epsilon}", "Mishchenko and Defazio 2024"),)
     ranges = {"lr": NONNEGATIVE, "betas": UNIT, "eps": POSITIVE, "weight_decay": NONNEGATIVE,
               "d0": POSITIVE, "d_coef": POSITIVE, "growth_rate": Interval(1.0, math.inf, True)}

@@ -107,7 +107,7 @@ class SGDScheduleFree(ScheduleFree):
         "as it goes, gradients are taken between the iterate and its average, and you evaluate "
         "the average.",
         r"z \leftarrow z - \eta\,\nabla f(\theta);\ x \leftarrow (1-c_t)\,x + c_t\,z;\ "
-        r"\theta \leftarrow (1-\beta)\,z + \beta\,x,\ c_t = \eta_{\max}^2 / \sum_{s \le t} "
+        r"\theta \leftarrow (1-\beta)\,z + \beta\,x,\ c_t = \eta_{\max}^2 / \sum_{s \leq t} "
         r"\eta_{\max}^2", "Defazio et al. 2024"),)
     ranges = _RANGES
 
