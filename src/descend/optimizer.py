@@ -352,11 +352,10 @@ class Optimizer(torch.optim.Optimizer):
             return self._skip(loss)
         states = [self._states(group, params) for group, params, _, _ in groups]
         scalars = [{}] * len(groups)
-        if self._has_step_scalars:  # numbers: the step size they give is not differentiated
-            with torch.no_grad():
-                scalars = self.step_scalars([GroupStep(group, params, grads, group_states)
-                                             for (group, params, grads, _), group_states
-                                             in zip(groups, states, strict=True)])
+        if self._has_step_scalars:
+            scalars = self._host_scalars([GroupStep(group, params, grads, group_states)
+                                          for (group, params, grads, _), group_states
+                                          in zip(groups, states, strict=True)], step_as_tensor)
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             for (group, params, grads, keys), group_states, extra in zip(groups, states, scalars,
                                                                          strict=True):
@@ -424,6 +423,21 @@ class Optimizer(torch.optim.Optimizer):
                 self._complete_state(p, state, group, names)
             states.append(state)
         return states
+
+    # On the host, not traced: under torch.compile, one clean graph break. (Traced, dynamo would
+    # bake the running values it reads from the param groups, schedule-free's weight_sum, into
+    # the graph without a guard, and a reduction's .item(), Prodigy's, breaks the graph anyway.)
+    @torch.compiler.disable
+    @torch.no_grad()  # numbers: what they give is not differentiated
+    def _host_scalars(self, groups: list[GroupStep], as_tensors: bool) -> list[dict[str, Any]]:
+        """``step_scalars`` on the torch-ops path; under torch.compile (``as_tensors``) their
+        numbers as 0-d tensors, graph inputs that change at every step without a recompile
+        (a number would be specialized on, as a tensor lr is not)."""
+        scalars = self.step_scalars(groups)
+        if not as_tensors:
+            return scalars
+        return [{k: torch.tensor(v, dtype=torch.float64) if type(v) is float else v
+                 for k, v in extra.items()} for extra in scalars]
 
     def _scalars(self, work: list[GroupWork]) -> tuple[list[dict[str, float]], list[dict] | None]:
         """This step's ``step_scalars`` for each group, and copies of the groups as they were

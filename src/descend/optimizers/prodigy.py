@@ -108,8 +108,9 @@ class Prodigy(Optimizer):
                 denominator += float((beta3 * s + scale * g).abs().sum())
         d_new = self._estimate(d, first, beta3, numerator, denominator, groups)
         shared = {name: first[name] for name in SHARED}
-        return [{**shared, "beta3": beta3, "d": d, "d_new": d_new, "s_scale": scale,
-                 "step_size": dlr if denominator else 0.0} for scale in scales]
+        return [{**shared, "beta3": beta3, "d_before": d, "d_after": d_new, "s_scale": scale,
+                 "active": float(step.group["lr"]) > 0, "step_size": dlr if denominator else 0.0}
+                for step, scale in zip(groups, scales, strict=True)]
 
     def _estimate(self, d: float, first: dict[str, Any], beta3: float, numerator: float,
                   denominator: float, groups: list[GroupStep]) -> float:

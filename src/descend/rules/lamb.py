@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from descend.rules.common import norm
@@ -62,12 +63,11 @@ def lamb(
     return p - (step_size * ratio) * direction, buffers
 
 
-def trust_ratio(weight_norm: Tensor, update_norm: Tensor, eps: float) -> Tensor | float:
+def trust_ratio(weight_norm: Tensor, update_norm: Tensor, eps: float) -> Tensor:
     """min(|theta|, 10) / (|update| + eps) (``weight_norm`` is clamped already), or 1 where
-    either norm is 0."""
-    if weight_norm == 0 or update_norm == 0:
-        return 1.0
-    return weight_norm / (update_norm + eps)
+    either norm is 0 (a selection, not a branch: torch.compile keeps one graph)."""
+    return torch.where((weight_norm == 0) | (update_norm == 0), 1.0,
+                       weight_norm / (update_norm + eps))
 
 
 def rectified_step_size(step: float, lr: float, beta2: float, rectify: bool,
