@@ -440,16 +440,20 @@ def assert_same_tensors(actual: Iterable[torch.Tensor], expected: Iterable[torch
 
 
 def snapshot(opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """A deep copy of parameters and state, to check that nothing changed."""
+    """A deep copy of parameters, state and the groups' numbers (Prodigy's d, schedule-free's
+    weight_sum...), to check that nothing changed."""
     params = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
     state = {i: {k: v.clone() for k, v in opt.state[p].items()}
              for i, p in enumerate(p for g in opt.param_groups for p in g["params"])
              if p in opt.state}
-    return {"params": params, "state": state}
+    groups = [{k: v for k, v in g.items() if isinstance(v, (int, float))}
+              for g in opt.param_groups]
+    return {"params": params, "state": state, "groups": groups}
 
 
 def assert_unchanged(opt: torch.optim.Optimizer, before: dict[str, Any]) -> None:
     after = snapshot(opt)
+    assert after["groups"] == before["groups"], "a group's scalars changed"
     assert_same_tensors(after["params"], before["params"])
     assert after["state"].keys() == before["state"].keys()
     for i, buffers in before["state"].items():
