@@ -31,7 +31,8 @@ def set_grads(step: int, *param_lists: list[torch.Tensor], skip=lambda i, step: 
         if not skip(i, step):
             gen = torch.Generator().manual_seed(1000 * step + i)
             real = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            g = (torch.complex(real, real.flip(-1)) if p.is_complex() else real).to(p.dtype)
+            g = (torch.complex(real, real.flip(-1)) if p.is_complex() else real).to(
+                p.device, p.dtype)
         for params in param_lists:
             params[i].grad = None if g is None else g.clone()
 

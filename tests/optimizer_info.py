@@ -231,6 +231,26 @@ RADAM_INFO = OptimizerInfo(
     second_group={"betas": (0.8, 0.99)},
     cycles="betas",
 )
+NADAM_INFO = OptimizerInfo(
+    descend.NAdam, torch.optim.NAdam,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.1},
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {"lr": 0.01, "betas": (0.8, 0.99), "momentum_decay": 0.05, "maximize": True},
+    ),
+    second_group={"betas": (0.8, 0.99), "momentum_decay": 0.01},
+    cycles="betas",
+)
+ASGD_INFO = OptimizerInfo(
+    descend.ASGD, torch.optim.ASGD,
+    (
+        {"lr": 0.05},
+        {"lr": 0.05, "t0": 10, "lambd": 0.01},  # the average starts at step 10
+        {"lr": 0.05, "t0": 5, "alpha": 0.5, "weight_decay": 0.1, "maximize": True},
+    ),
+    second_group={"lambd": 1e-3, "t0": 20},
+)
 RPROP_INFO = OptimizerInfo(
     descend.Rprop, torch.optim.Rprop,
     (
@@ -341,8 +361,8 @@ ADAMW_SCHEDULE_FREE_INFO = OptimizerInfo(
     reference=_package("schedulefree", "AdamWScheduleFree"),  # schedulefree 1.4.1
 )
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         RADAM_INFO, RPROP_INFO, LION_INFO, ADEMAMIX_INFO, LAMB_INFO, LARS_INFO, PRODIGY_INFO,
-         SGD_SCHEDULE_FREE_INFO, ADAMW_SCHEDULE_FREE_INFO)
+         NADAM_INFO, RADAM_INFO, RPROP_INFO, ASGD_INFO, LION_INFO, ADEMAMIX_INFO, LAMB_INFO,
+         LARS_INFO, PRODIGY_INFO, SGD_SCHEDULE_FREE_INFO, ADAMW_SCHEDULE_FREE_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
 
@@ -356,7 +376,7 @@ def _registry_configs() -> list[Config]:
     out = []
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
-              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "radam": 0.01,
+              "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "nadam": 0.01, "radam": 0.01,
               "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3, "lamb": 0.05, "lars": 0.1,
               "prodigy": 1.0, "sgd-schedule-free": 0.1,
               "adamw-schedule-free": 0.01}.get(name, 0.05)

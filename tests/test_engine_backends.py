@@ -358,3 +358,62 @@ def test_where_and_masks_run_on_every_backend_as_torch_does(dtype):
     expected = torch.where(g > 0, start - 0.25, torch.where(g == 0, 0.5, start + 0.25))
     for r in results:
         assert torch.equal(r, expected)
+
+
+# ---- per-tensor scalar state (NAdam's mu_product, ASGD's eta and mu) ---------------------------
+
+def decaying_step(p, g, *, scale: float, step, lr):
+    """SGD whose step shrinks by half per step: scale is one number per tensor."""
+    return p - lr * scale * g, {"scale": scale * 0.5}
+
+
+def branching_on_scale(p, g, *, scale: float, step, lr):
+    return (p - lr * g if scale > 0.25 else p), {"scale": scale * 0.5}
+
+
+class Halving(descend.Optimizer):
+    rule = staticmethod(decaying_step)
+    state_schema = (descend.state.Buffer("scale", initial=1.0, per="tensor"),)
+    ranges = {"lr": descend.validation.NONNEGATIVE}
+
+    def __init__(self, params, lr=0.1, *, impl="auto"):
+        super().__init__(params, dict(lr=lr), impl=impl)
+
+
+@pytest.mark.parametrize("impl", ["numba", "foreach", "reference"])
+def test_per_tensor_scalar_state_is_one_number_per_tensor_on_every_backend(impl, monkeypatch):
+    """The scale halves once per step whatever the tensor's size: a 200k-element tensor is read
+    by several work items of the parallel kernel, and written once; a zero-size tensor's scale
+    moves on too. Parameters by hand: theta_t = theta_0 - lr * g * (1 + 1/2 + ... )."""
+    monkeypatch.setattr(numba, "PARALLEL_MIN_ELEMENTS", 0)
+    params = [torch.zeros(200_000), torch.zeros(3, 4), torch.zeros(0)]
+    opt = Halving(params, lr=0.1, impl=impl)
+    general = []
+    step_group = opt._step_group
+    opt._step_group = lambda work, route: general.append(1) or step_group(work, route)
+    for _ in range(4):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    # numba: the first step builds the group's batch, the next three launch it
+    assert len(general) == (1 if impl == "numba" else 4)
+    for p in params:
+        assert opt.state[p]["scale"].dtype == torch.float32 and opt.state[p]["scale"].dim() == 0
+        assert opt.state[p]["scale"].item() == 0.5**4
+        torch.testing.assert_close(p, torch.full_like(p, -0.1 * (1 + 0.5 + 0.25 + 0.125)),
+                                   rtol=1e-6, atol=0)
+
+
+def test_a_rule_branching_on_per_tensor_state_runs_on_the_reference_only():
+    """A guard on a per-tensor number would hold for one tensor and not another: the tracer
+    refuses it, impl='auto' runs the rule as written, impl='numba' says why it cannot."""
+    class Branching(Halving):
+        rule = staticmethod(branching_on_scale)
+
+    p = with_grad(torch.zeros(5))
+    opt = Branching([p], lr=1.0)
+    for _ in range(3):
+        opt.step()  # scales 1, 0.5 move theta; 0.25 does not
+    assert torch.equal(p, torch.full((5,), -2.0))
+    with pytest.raises(ValueError, match="per-tensor state"):
+        Branching([with_grad(torch.zeros(5))], impl="numba").step()

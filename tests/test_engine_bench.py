@@ -33,6 +33,12 @@ def test_bench_rejects_unknown_algorithms(capsys):
     assert "shampoo" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU machine")
+def test_bench_on_cuda_without_a_gpu_says_so(capsys):
+    assert cli.main(["bench", "--shape", "tiny", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
 def test_first_step_in_a_fresh_process_reports_seconds(tmp_path):
     seconds = bench.first_step_seconds(bench.BY_NAME["sgd"], "tiny", str(tmp_path), native=False)
     assert 0 < seconds < 120

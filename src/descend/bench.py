@@ -38,6 +38,7 @@ import descend
 from descend import precision
 
 MB = 1e6
+BANDWIDTH_ELEMENTS = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,10 @@ ALGORITHMS = [
               True),
     Algorithm("adamw", "adamw", {}, torch.optim.AdamW, {}, True),
     Algorithm("adamax", "adamax", {}, torch.optim.Adamax, {}, False),
+    Algorithm("nadam", "nadam", {}, torch.optim.NAdam, {}, False),
     Algorithm("radam", "radam", {}, torch.optim.RAdam, {}, False),
     Algorithm("rprop", "rprop", {}, torch.optim.Rprop, {}, False),
+    Algorithm("asgd", "asgd", {}, torch.optim.ASGD, {}, False),
     Algorithm("lion", "lion", {}, None, {}, False, package="lion_pytorch:Lion",
               note="torch has no Lion: compared with lion-pytorch 0.2.5 (a for-loop)"),
     Algorithm("ademamix", "ademamix", {}, None, {}, False, package="pytorch_optimizer:AdEMAMix",
@@ -114,13 +117,13 @@ def shape_sizes(shape: str) -> tuple[list[int], str]:
     raise ValueError(f"unknown --shape {shape!r}; choose large, small or tiny")
 
 
-def make_params(sizes: list[int], seed: int = 0,
-                dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+def make_params(sizes: list[int], seed: int = 0, dtype: torch.dtype = torch.float32,
+                device: str = "cpu") -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     params = []
     for n in sizes:
-        p = torch.randn(n, generator=g).to(dtype)
-        p.grad = (torch.randn(n, generator=g) * 1e-2).to(dtype)
+        p = torch.randn(n, generator=g).to(device, dtype)
+        p.grad = (torch.randn(n, generator=g) * 1e-2).to(device, dtype)
         params.append(p)
     return params
 
@@ -137,12 +140,20 @@ def bytes_moved(params: list[torch.Tensor], optimizer: torch.optim.Optimizer) ->
 
 
 def step_times_ms(step: Callable[[], Any], steps: int) -> list[float]:
+    """Wall-clock ms of each call; on a GPU, until the device has finished the step."""
+    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else _nothing
     times = []
     for _ in range(steps):
+        sync()
         start = time.perf_counter()
         step()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return times
+
+
+def _nothing() -> None:
+    pass
 
 
 def median_ms(step: Callable[[], Any], steps: int) -> float:
@@ -151,12 +162,13 @@ def median_ms(step: Callable[[], Any], steps: int) -> float:
 
 # ---- attainable bandwidth -------------------------------------------------------------------
 
-def attainable_bandwidth(elements: int, repeats: int = 8) -> tuple[float, str]:
+def attainable_bandwidth(elements: int, repeats: int = 8,
+                         device: str = "cpu") -> tuple[float, str]:
     """GB/s: the best of an in-place add (12 B/element) and torch's fused SGD (12 B) and
     Adam (28 B) over one tensor of ``elements`` float32 values, each its fastest of ``repeats``
     steps (the attainable figure: other processes only ever slow a step down)."""
-    a = torch.randn(elements)
-    a.grad = torch.randn(elements)
+    a = torch.randn(elements, device=device)
+    a.grad = torch.randn(elements, device=device)
     fastest = {"in-place add": min(step_times_ms(lambda: a.add_(a.grad), repeats))}
     nbytes = {"in-place add": 12, "torch fused SGD": 12, "torch fused Adam": 28}
     for name, opt in (("torch fused SGD", torch.optim.SGD([a], lr=1e-6, fused=True)),
@@ -278,10 +290,11 @@ class Row:
 
 def compare(algorithm: Algorithm, sizes: list[int], steps: int, candidate_steps: int,
             bandwidth: float, dtype: torch.dtype = torch.float32,
-            options: dict[str, Any] | None = None) -> Row:
+            options: dict[str, Any] | None = None, device: str = "cpu") -> Row:
     """descend (with constructor ``options`` such as state_dtype) against torch's fastest
-    implementation, on parameters and gradients of ``dtype``."""
-    ours_params, theirs_params = make_params(sizes, dtype=dtype), make_params(sizes, dtype=dtype)
+    implementation, on parameters and gradients of ``dtype`` on ``device``."""
+    ours_params, theirs_params = (make_params(sizes, dtype=dtype, device=device)
+                                  for _ in range(2))
     ours = descend.create(algorithm.descend_name, ours_params, **algorithm.hyper,
                           **(options or {}))
     ours.step()  # compiles (or loads) the kernel and allocates state
@@ -336,7 +349,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steps timed per torch implementation to pick its fastest")
     parser.add_argument("--algorithms", default=",".join(BY_NAME),
                         help=f"comma-separated subset of: {', '.join(BY_NAME)}")
-    parser.add_argument("--bandwidth-elements", type=int, default=64 * 2**20,
+    parser.add_argument("--bandwidth-elements", type=int, default=BANDWIDTH_ELEMENTS,
                         help="size of the tensor the attainable bandwidth is measured on")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
                         help="dtype of parameters and gradients (the state takes it too unless "
@@ -346,6 +359,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "dtype)")
     parser.add_argument("--stochastic-rounding", action="store_true",
                         help="descend rounds its bfloat16/float16 stores stochastically")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where parameters live (cuda: descend's triton backend against "
+                             "torch's fused or foreach steps; the bandwidth over 1 GiB)")
     parser.add_argument("--no-first-step", action="store_true",
                         help="skip timing the first step in fresh processes (cold, warm cache)")
 
@@ -360,10 +376,19 @@ def run(args: argparse.Namespace) -> int:
         args.steps = 10 if args.shape == "large" else 50
     if args.steps < 1 or args.candidate_steps < 1:
         raise ValueError("--steps and --candidate-steps must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device on this machine")
     sizes, description = shape_sizes(args.shape)
-    bandwidth, source = attainable_bandwidth(args.bandwidth_elements)
+    if args.device == "cuda":
+        args.no_first_step = True  # (the fresh-process timing measures the CPU kernel cache)
+        if args.bandwidth_elements == BANDWIDTH_ELEMENTS:
+            args.bandwidth_elements = 2**28  # 1 GiB of float32
+    bandwidth, source = attainable_bandwidth(args.bandwidth_elements, device=args.device)
     numba = descend.engines.numba_backend()
     engine = "numba" if not isinstance(numba, str) else f"reference ({numba})"
+    if args.device == "cuda":
+        triton = descend.engines.triton_backend.available()
+        engine = "triton" if triton is None else f"foreach ({triton})"
     from descend.engines import native
 
     checks = "compiled" if native.enabled() and native.library_path().exists() else "Python"
@@ -375,7 +400,8 @@ def run(args: argparse.Namespace) -> int:
         state += ", descend rounding stochastically"
     print(f"descend bench: shape {args.shape}: {sum(sizes) / 1e6:.2f}M {args.dtype} parameters "
           f"in {description}{state}; torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads, impl='auto' runs CPU float tensors on {engine}, {checks} per-step checks")
+          f"threads, impl='auto' runs {args.device} float tensors on {engine}, {checks} per-step "
+          "checks")
     print(f"attainable bandwidth: {bandwidth:.1f} GB/s (best: {source}, "
           f"{args.bandwidth_elements / 2**20:.0f}M elements)", flush=True)
     rows = []
@@ -387,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
                   "'descend[dev]'", file=sys.stderr)
             continue
         rows.append(compare(BY_NAME[name], sizes, args.steps, args.candidate_steps, bandwidth,
-                            dtype, options))
+                            dtype, options, args.device))
         print(f"  {name}: done", file=sys.stderr, flush=True)
     print(format_table(rows, dtype.itemsize * max(sizes)))
     if not args.no_first_step:

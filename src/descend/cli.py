@@ -11,6 +11,7 @@ import sys
 
 COMMANDS = {
     "compare": "descend.lab.compare",
+    "benchmark": "descend.lab.benchmark.command",
     "report": "descend.lab.report",
     "landscape": "descend.lab.landscape",
     "lr-find": "descend.lab.lrfind",

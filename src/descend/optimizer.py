@@ -127,8 +127,9 @@ class Optimizer(torch.optim.Optimizer):
         """The update rule of this group (SGD has two forms of momentum)."""
         return type(self).rule
 
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        """Names of the per-parameter buffers this group's configuration needs."""
+    def state_names(self, group: dict[str, Any]) -> state_schema.StateNames:
+        """Names of the per-parameter buffers this group's configuration needs (the element
+        buffers; ``.scalars``, the per-tensor scalars)."""
         return state_schema.names(self.state_schema, group)
 
     def check_hyperparameters(self, group: dict[str, Any]) -> None:
@@ -234,7 +235,7 @@ class Optimizer(torch.optim.Optimizer):
             self._cast_state(group)
 
     def _complete_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any],
-                        names: tuple[str, ...]) -> None:
+                        names: state_schema.StateNames) -> None:
         """Lazy state: the step counter and the buffers this group's configuration needs.
 
         A buffer can be missing after the first step too: momentum turned on mid-run (by hand
@@ -243,7 +244,7 @@ class Optimizer(torch.optim.Optimizer):
         if "step" not in state:
             state["step"] = torch.tensor(1.0 if state else 0.0, dtype=state_schema.scalar_dtype())
         for buffer in self.state_schema:
-            if buffer.name in names and buffer.name not in state:
+            if buffer.name in names.everything and buffer.name not in state:
                 state[buffer.name] = buffer.create(p, group)
 
     def _hyperparameters(self, group: dict[str, Any], rule: Callable[..., Any],
@@ -411,7 +412,7 @@ class Optimizer(torch.optim.Optimizer):
     def _states(self, group: dict[str, Any], params: list[Tensor]) -> list[dict[str, Any]]:
         """The parameters' state dicts, completed with what this group's configuration needs."""
         names = self.state_names(group)
-        required = {"step", *names}
+        required = {"step", *names.everything}
         if self._stored_as.get(id(group), ()) != group["state_dtype"]:
             self._cast_state(group)
         states = []
@@ -545,7 +546,7 @@ class Route(NamedTuple):
     """A group's general-path step, decided before any group is updated (``_route``)."""
 
     rule: Callable[..., Any]
-    names: tuple[str, ...]
+    names: state_schema.StateNames
     states: list[dict[str, Any]]
     hyper: dict[str, Any]
     parts: dict[Any, list[int]]  # backend -> indices of the tensors it updates

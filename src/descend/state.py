@@ -7,7 +7,7 @@ same names. The step counter is the buffer every optimizer keeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,36 @@ def scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> tuple[str, ...]:
-    """The element buffers this group's configuration keeps, in declaration order."""
-    return tuple(b.name for b in schema if b.needed(group))
+class StateNames(tuple):
+    """The names of the state a group's configuration keeps, in declaration order: as a tuple,
+    the element buffers (streamed side by side with p and g); ``scalars``, the per-tensor
+    scalars (0-d tensors such as NAdam's ``mu_product``, which a rule reads and returns as
+    numbers: one read and one write per tensor per step)."""
+
+    scalars: tuple[str, ...]
+
+    def __new__(cls, elements: Iterable[str] = (), scalars: Iterable[str] = ()) -> StateNames:
+        self = super().__new__(cls, elements)
+        self.scalars = tuple(scalars)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) and self.scalars == getattr(other, "scalars", ())
+
+    def __hash__(self) -> int:
+        return hash((tuple(self), self.scalars))
+
+    def __getnewargs__(self) -> tuple:
+        return tuple(self), self.scalars
+
+    @property
+    def everything(self) -> tuple[str, ...]:
+        """Element buffers, then per-tensor scalars."""
+        return (*self, *self.scalars)
+
+
+def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> StateNames:
+    """The buffers this group's configuration keeps, in declaration order."""
+    needed = [b for b in schema if b.needed(group)]
+    return StateNames((b.name for b in needed if b.per == "element"),
+                      (b.name for b in needed if b.per == "tensor"))

@@ -5,19 +5,13 @@ plots visible on the screenshot, nothing fetched from outside the file."""
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from browser import browse, close, images, ink_and_colour
 
 from descend.cli import main
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -48,42 +42,19 @@ def test_report_re_renders_from_the_store_alone(report_dir, tmp_path, capsys):
     assert html.count("data:image/png;base64,") >= 4  # curves, sweep, two update rules
 
 
-def browse(html: Path, width: int = 1280):
-    """Opens ``html`` in headless chromium; returns (page, console errors, outside requests,
-    screenshot as an RGB array) and the objects to close."""
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    errors, outside = [], []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: outside.append(r.url)
-            if not r.url.startswith(("data:", f"file://{html}")) else None)
-    page.goto(f"file://{html}", wait_until="load")
-    shot = np.asarray(Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB"))
-    return page, errors, outside, shot, (browser, playwright)
-
-
 def test_report_in_headless_chromium(report_dir):
     page, errors, outside, shot, closers = browse(report_dir / "report.html")
     try:
         assert errors == []
         assert outside == []
-        images = page.evaluate("""[...document.images].map(i => ({alt: i.alt,
-            natural: i.naturalWidth, complete: i.complete, ...i.getBoundingClientRect().toJSON()
-        }))""")
-        assert len(images) >= 6  # curves, sweep, 3 landscapes, 2 rules
-        broken = [i["alt"] for i in images if not i["complete"] or i["natural"] == 0]
+        shown = images(page)
+        assert len(shown) >= 6  # curves, sweep, 3 landscapes, 2 rules
+        broken = [i["alt"] for i in shown if not i["complete"] or i["natural"] == 0]
         assert broken == []
         for title in ("Learning curves", "Learning-rate sweep"):
-            (plot,) = [i for i in images if i["alt"].startswith(title)]
+            (plot,) = [i for i in shown if i["alt"].startswith(title)]
             assert plot["width"] > 800 and plot["height"] > 250, plot  # big enough to read
-            region = shot[int(plot["top"]):int(plot["bottom"]),
-                          int(plot["left"]):int(plot["right"])]
-            ink = (region.min(axis=2) < 200).mean()
-            colour = (region.max(axis=2).astype(int) - region.min(axis=2) > 80).mean()
+            ink, colour = ink_and_colour(shot, plot)
             assert ink > 0.01, f"{title}: the plot region is nearly blank ({ink:.3f} ink)"
             assert colour > 0.002, f"{title}: no coloured curves ({colour:.4f})"
         text = page.inner_text("body")
@@ -92,6 +63,4 @@ def test_report_in_headless_chromium(report_dir):
         assert "Landscapes" in text and "unavailable" not in text
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no overflow
     finally:
-        page.close()
-        for closer in closers:
-            closer.close() if hasattr(closer, "close") else closer.stop()
+        close(page, closers)

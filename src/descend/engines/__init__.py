@@ -5,16 +5,20 @@ not their math: every one of them runs the rule in ``descend.rules`` (as written
 ``reference``: eager torch ops, one call of the rule per tensor; any device and dtype.
 ``foreach``: the trace as ``torch._foreach_*`` calls over a group's lists; any device.
 ``numba``: the trace compiled into one fused CPU kernel per call (needs ``descend[fast]``).
+``triton``: the trace printed as one Triton kernel per launch, on CUDA devices (needs Triton:
+``descend[gpu]``; on CPU tensors under ``TRITON_INTERPRET=1``, Triton's interpreter).
 
 A param group's ``impl`` chooses, tensor by tensor (``backend_for``):
 
 ``"auto"`` (the default): numba for CPU float32, float64, bfloat16 and float16 (and complex)
-tensors when numba is installed, foreach for tensors on other devices (CUDA, XPU, MPS...), the
-reference for the rest (tensor subclasses, other dtypes). It says what it chose at debug log level
+tensors when numba is installed, triton for CUDA tensors when Triton is installed, foreach for
+tensors on other devices (XPU, MPS...) and the CUDA ones triton cannot take, the reference for
+the rest (tensor subclasses, other dtypes). It says what it chose at debug log level
 (logger ``descend.engines``).
-``"fast"``: the fused backend of the tensors' device (numba on the CPU; none yet on GPUs), or a
+``"fast"``: the fused backend of the tensors' device (numba on the CPU, triton on CUDA), or a
 ValueError that says why there is none. It never falls back silently.
-``"reference"``, ``"foreach"``, ``"numba"``: that backend, or a ValueError where it cannot run.
+``"reference"``, ``"foreach"``, ``"numba"``, ``"triton"``: that backend, or a ValueError where it
+cannot run.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from typing import Any
 from torch import Tensor
 
 from descend.engines import foreach, reference
+from descend.engines import triton as triton_backend
 
-IMPLS = ("auto", "reference", "foreach", "numba", "fast")
+IMPLS = ("auto", "reference", "foreach", "numba", "triton", "fast")
 log = logging.getLogger("descend.engines")
 
 
@@ -68,9 +73,13 @@ def backend_for(impl: str, p: Tensor, g: Tensor, state: Mapping[str, Any],
         return reference
     if impl == "foreach":
         return foreach
-    reason = _why_not_numba(p, g, state, state_names)
+    if impl == "triton" or (p.device.type == "cuda" and impl in ("auto", "fast")):
+        backend = triton_backend
+        reason = triton_backend.available() or triton_backend.covers(p, g, state, state_names)
+    else:
+        backend, reason = numba_backend(), _why_not_numba(p, g, state, state_names)
     if reason is None:
-        return numba_backend()
+        return backend
     if impl == "auto":
         return foreach if p.device.type != "cpu" else reference
     raise ValueError(f"impl={impl!r} cannot update this parameter: {reason}. Choose one of "
@@ -81,8 +90,8 @@ def backend_for(impl: str, p: Tensor, g: Tensor, state: Mapping[str, Any],
 def _why_not_numba(p: Tensor, g: Tensor, state: Mapping[str, Any],
                    state_names: Sequence[str]) -> str | None:
     if p.device.type != "cpu":
-        return (f"it is on {p.device.type}, and the numba backend runs on the CPU only (no "
-                "fused GPU backend exists yet: 'foreach' is the fast choice there)")
+        return (f"it is on {p.device.type}, and the numba backend runs on the CPU only "
+                "('triton' is the fused backend for CUDA, 'foreach' runs on any device)")
     backend = numba_backend()
     return backend if isinstance(backend, str) else backend.covers(p, g, state, state_names)
 

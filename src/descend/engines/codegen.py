@@ -1,14 +1,16 @@
 """From a traced rule to a numba kernel: Python source written to a cache file and imported.
 
 The kernel covers many tensors in one call. It receives a table of raw addresses (one row per
-tensor, one column per vector leaf of the trace: p, g, then the state buffers; with stochastic
-rounding a last column holds the tensor's stream key), the work items and their chunks, the step
-counts and the hyperparameters, and runs one chunk of work items per thread (an item is a run of
-one tensor's elements; chunks hold equal element counts: ``descend.engines.work_split``). Per
-item it computes the scalar sub-expressions once (double precision, as Python would), rounds
-them to the compute dtype, then streams the elements: each input is read once (and widened to
-the compute dtype: ``descend.precision``) and each output written once, in place, rounded into
-its column's storage dtype. No temporary buffer is allocated.
+tensor, one column per vector leaf of the trace: p, g, then the state buffers; then one per
+per-tensor scalar state; with stochastic rounding a last column holds the tensor's stream key), the
+work items and their chunks, the step counts and the hyperparameters, and runs one chunk of work
+items per thread (an item is a run of one tensor's elements; chunks hold equal element counts:
+``descend.engines.work_split``). Per item it computes the scalar sub-expressions once (double
+precision, as Python would), rounds them to the compute dtype, then streams the elements: each
+input is read once (and widened to the compute dtype: ``descend.precision``) and each output
+written once, in place, rounded into its column's storage dtype. No temporary buffer is allocated.
+After every element is written, a serial pass over the tensors stores their new per-tensor scalar
+state (read by all the work items of a tensor, so written only once they are done).
 
 The source is written to ``<cache>/descend_kernel_<hash>.py`` and imported from there, so numba's
 on-disk cache (``cache=True``) works across processes: a warm cache loads instead of compiling.
@@ -29,11 +31,12 @@ from descend import precision
 from descend.engines import ir
 from descend.engines.ir import Expr, Trace
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 SCALAR_OPS = {"add": "{} + {}", "sub": "{} - {}", "mul": "{} * {}", "div": "{} / {}",
               "pow": "{} ** {}", "neg": "-{}", "sqrt": "math.sqrt({})", "abs": "abs({})",
               "sign": "float(({0} > 0) - ({0} < 0))", "maximum": "maximum({}, {})",
-              "minimum": "minimum({}, {})", "log": "math.log({})", "exp": "math.exp({})"}
+              "minimum": "minimum({}, {})", "log": "math.log({})", "exp": "math.exp({})",
+              "float32": "np.float64(np.float32({}))"}
 # sign as torch.sign computes it (0 for NaN, where np.sign gives NaN), in the compute dtype
 VECTOR_OPS = {**SCALAR_OPS, "sqrt": "np.sqrt({})", "log": "np.log({})", "exp": "np.exp({})",
               "sign": "(np.{dtype}({0} > 0) - np.{dtype}({0} < 0))",
@@ -103,6 +106,37 @@ def store(storage: str, compute: str, value: str, random: str | None) -> str:
     return f"np.{storage}({value})"
 
 
+def _scalar_cell(column: int, storage: str, row: str) -> str:
+    """The 0-d tensor of a per-tensor scalar state (float32 or float64) at ``column``."""
+    return f"carray(void_pointer(addresses[{row}, {column}]), 1, np.{storage})[0]"
+
+
+def _scalar_lines(exprs: list[Expr], trace: Trace, storage: tuple[str, ...],
+                  name: dict[int, str], prefix: str, row: str) -> list[str]:
+    """Lines computing the scalar nodes ``exprs`` need (double precision) for tensor ``row``,
+    naming them ``<prefix><n>`` in ``name``; nodes already named are reused."""
+    lines = []
+    for e in ir.topological(exprs):
+        if id(e) in name or e.is_vector:
+            continue
+        local = f"{prefix}{len(name)}"
+        if e.op == "const":
+            name[id(e)] = repr(e.args[0])
+            continue
+        if e.op == "step":
+            name[id(e)] = f"steps[{row}]"
+            continue
+        name[id(e)] = local
+        if e.op == "hyper":
+            lines.append(f"{local} = hyper[{trace.hypers.index(e.args[0])}]")
+        elif e.op == "scalar_state":
+            column = len(trace.tensors) + trace.scalar_state.index(e.args[0])
+            lines.append(f"{local} = np.float64({_scalar_cell(column, storage[column], row)})")
+        else:
+            lines.append(f"{local} = " + SCALAR_OPS[e.op].format(*(name[id(a)] for a in e.args)))
+    return lines
+
+
 def kernel_source(trace: Trace, storage: tuple[str, ...], compute: str, stochastic: bool,
                   rule_name: str) -> str:
     """The Python source of the kernel that applies ``trace`` to operands stored as ``storage``
@@ -131,28 +165,20 @@ def kernel_source(trace: Trace, storage: tuple[str, ...], compute: str, stochast
             item_lines.append(f"{as_element[id(e)]} = np.{compute}({name[id(e)]})")
         return as_element[id(e)]
 
-    for i, e in enumerate(ir.topological(list(trace.outputs.values()))):
-        if e.op == "const":
-            name[id(e)] = repr(e.args[0])
-        elif e.op == "step":
-            name[id(e)] = "steps[t]"
-        elif e.op == "hyper":
-            name[id(e)] = f"s{i}"
-            item_lines.append(f"s{i} = hyper[{trace.hypers.index(e.args[0])}]")
+    vector_outputs = {k: e for k, e in trace.outputs.items() if k not in trace.scalar_state}
+    for i, e in enumerate(ir.topological(list(vector_outputs.values()))):
+        if not e.is_vector:
+            item_lines += _scalar_lines([e], trace, storage, name, "s", "t")
         elif e.op == "tensor":
             column = trace.tensors.index(e.args[0])
             view(column)
             name[id(e)] = f"x{column}"
             loop_lines.append(f"x{column} = " + load(storage[column], compute, f"a{column}[i]"))
-        elif e.is_vector:
+        else:
             name[id(e)] = f"v{i}"
             loop_lines.append(f"v{i} = " + VECTOR_OPS[e.op].format(*map(element, e.args),
                                                                    dtype=compute))
-        else:
-            name[id(e)] = f"s{i}"
-            item_lines.append(f"s{i} = " + SCALAR_OPS[e.op].format(
-                *(name[id(a)] for a in e.args)))
-    for output, e in trace.outputs.items():
+    for output, e in vector_outputs.items():
         column = trace.tensors.index(output)
         if e.op == "tensor" and e.args[0] == output:
             continue  # unchanged: nothing to write
@@ -167,6 +193,17 @@ def kernel_source(trace: Trace, storage: tuple[str, ...], compute: str, stochast
         loop_lines.append(f"a{column}[i] = " + store(storage[column], compute, element(e), random))
     body = [" " * 12 + line for line in item_lines]
     body += [" " * 12 + "for i in range(n):"] + [" " * 16 + line for line in loop_lines]
+    # The per-tensor scalar state, once every element is written (the work items read it).
+    final_names: dict[int, str] = {}
+    final_lines = _scalar_lines([trace.outputs[n] for n in trace.scalar_state], trace, storage,
+                                final_names, "f", "r")
+    for k, state_name in enumerate(trace.scalar_state):
+        column = len(trace.tensors) + k
+        final_lines.append(f"{_scalar_cell(column, storage[column], 'r')} = "
+                           f"np.{storage[column]}({final_names[id(trace.outputs[state_name])]})")
+    if final_lines:
+        body += [" " * 4 + "for r in range(addresses.shape[0]):"]
+        body += [" " * 8 + line for line in final_lines]
     body_text = "\n".join(body) + "\n"
     header = HEADER.format(version=GENERATOR_VERSION, numba=numba.__version__,
                            support=support_digest(), rule=rule_name)

@@ -6,7 +6,8 @@ one (device, dtype) group whose step counts select the same trace. A step theref
 constant number of op calls per batch, whatever the number of tensors (torch's
 ``_multi_tensor_adam`` is the model). Scalar sub-expressions (bias corrections, ``1 - beta``) are
 computed in Python for the step (``ir.evaluate``) and passed as numbers; where the tensors of a
-batch are at different step counts, as one number per tensor.
+batch are at different step counts (or hold different per-tensor scalar state), as one number per
+tensor. New per-tensor scalar state is written with one ``fill_`` per tensor.
 
 It is the default backend on CUDA, XPU and MPS until a fused GPU backend exists: there a foreach
 call launches a kernel per chunk of tensors instead of a kernel per operation per tensor.
@@ -24,14 +25,14 @@ raises ``ir.TraceError`` before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from descend import precision
-from descend.engines import ir
+from descend.engines import ir, reference
 from descend.engines.ir import Expr, Trace
 from descend.engines.reference import operands
 
@@ -60,10 +61,13 @@ def apply(
     (rounded stochastically into bfloat16/float16 with the tensors' stream ``keys`` where
     given); the step counters have been advanced. Raises ``ir.TraceError`` if the rule cannot
     be traced (nothing is written then)."""
-    live = [i for i, p in enumerate(params) if p.numel()]  # zero-size tensors: nothing to do
+    # Zero-size tensors have nothing to update, but their per-tensor scalar state moves on.
+    scalar_names = getattr(state_names, "scalars", ())
+    live = [i for i, p in enumerate(params) if p.numel() or scalar_names]
     if not live:
         return
-    steps = _step_values([states[i]["step"] for i in live])
+    points = reference.points([states[i] for i in live], state_names)
+    steps = [point[0] for point in points]
     # Each tensor's leaves in the trace's order (p, g, then the state buffers).
     ops = [operands(params[i], grads[i], states[i], state_names) for i in live]
     for trace, members in ir.traces_by_step(rule, state_names, hyper, steps):
@@ -75,36 +79,30 @@ def apply(
             indices = [live[j] for j in batch]
             stored = {name: [ops[j][column] for j in batch]
                       for column, name in enumerate(trace.tensors)}
+            stored.update({name: [states[i][name] for i in indices] for name in scalar_names})
             compute = precision.compute_dtype(dtypes)
             leaves = {name: column if column[0].dtype == compute else
-                      [t.to(compute) for t in column] for name, column in stored.items()}
+                      [t.to(compute) for t in column] for name, column in stored.items()
+                      if name not in scalar_names}
             batch_keys = None if keys is None else [keys[i] for i in indices]
-            _run(trace, leaves, stored, [steps[j] for j in batch], hyper, batch_keys)
+            _run(trace, leaves, stored, [points[j] for j in batch], hyper, batch_keys)
 
 
-def _step_values(steps: list[Tensor]) -> list[float]:
-    """The step counters as Python floats, read in one op (not an ``.item()`` per tensor)."""
-    try:
-        values = torch.stack(steps).reshape(-1).tolist()
-    except RuntimeError:  # counters of different shapes or devices
-        values = []
-    return values if len(values) == len(steps) else [s.item() for s in steps]
-
-
-def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
+def _scalars(trace: Trace, order: list[Expr], points: list[tuple[float, ...]],
              hyper: Mapping[str, Any]) -> dict[int, Scalar] | None:
     """The value of every scalar operand of a vector node (and of every scalar output) for this
-    batch: one number, or one per tensor where their step counts give different values. None
-    if a per-tensor value falls where torch takes a single number only (the base of a pow)."""
-    envs = {step: ir.flatten_scalars(hyper, step) for step in dict.fromkeys(steps)}
+    batch: one number, or one per tensor where their step counts (``points``: each tensor's
+    step, then its per-tensor scalar state) give different values. None if a per-tensor value
+    falls where torch takes a single number only (the base of a pow)."""
+    envs = {point: ir.environment(trace, hyper, point) for point in dict.fromkeys(points)}
     values: dict[int, Scalar] = {}
 
     def value(e: Expr) -> Scalar:
         if id(e) not in values:
-            by_step = {step: ir.evaluate(e, env) for step, env in envs.items()}
-            first = next(iter(by_step.values()))
-            uniform = all(v == first for v in by_step.values())
-            values[id(e)] = first if uniform else [by_step[s] for s in steps]
+            by_point = {point: ir.evaluate(e, env) for point, env in envs.items()}
+            first = next(iter(by_point.values()))
+            uniform = all(v == first for v in by_point.values())
+            values[id(e)] = first if uniform else [by_point[s] for s in points]
         return values[id(e)]
 
     for e in order:
@@ -114,7 +112,7 @@ def _scalars(order: list[Expr], outputs: Iterable[Expr], steps: list[float],
                     v = value(a)
                     if isinstance(v, list) and e.op == "pow" and position == 0:
                         return None
-    for e in outputs:
+    for e in trace.outputs.values():
         if not e.is_vector:
             value(e)
     return values
@@ -150,18 +148,19 @@ def _vector_op(e: Expr, x: list[Tensor] | Scalar, y: list[Tensor] | Scalar | Non
 
 
 def _run(trace: Trace, leaves: dict[str, list[Tensor]], stored: dict[str, list[Tensor]],
-         steps: list[float], hyper: Mapping[str, Any], keys: list[int] | None) -> None:
+         points: list[tuple[float, ...]], hyper: Mapping[str, Any],
+         keys: list[int] | None) -> None:
     """One batch: every output computed (reading only the inputs, ``leaves``: ``stored``
     widened to the compute dtype), then all written at once into ``stored``."""
     outputs = trace.outputs
     order = ir.topological(outputs.values())
-    scalars = _scalars(order, outputs.values(), steps, hyper)
-    if scalars is None:  # one batch per step count
-        for step in dict.fromkeys(steps):
-            part = [i for i, s in enumerate(steps) if s == step]
+    scalars = _scalars(trace, order, points, hyper)
+    if scalars is None:  # one batch per step count and scalar state
+        for point in dict.fromkeys(points):
+            part = [i for i, s in enumerate(points) if s == point]
             _run(trace, *({name: [column[i] for i in part] for name, column in columns.items()}
                           for columns in (leaves, stored)),
-                 [step] * len(part), hyper, None if keys is None else [keys[i] for i in part])
+                 [point] * len(part), hyper, None if keys is None else [keys[i] for i in part])
         return
     kept = {id(e) for e in outputs.values()}
     last_use: dict[int, int] = {}
@@ -198,8 +197,8 @@ def _run(trace: Trace, leaves: dict[str, list[Tensor]], stored: dict[str, list[T
             new = [t.clone() for t in new]
         if keys is not None and stored[name][0].dtype in precision.LOW_PRECISION:
             column = trace.tensors.index(name)
-            for t, result, key, step in zip(stored[name], new, keys, steps, strict=True):
-                precision.store(t, result, key, int(step), column)
+            for t, result, key, point in zip(stored[name], new, keys, points, strict=True):
+                precision.store(t, result, key, int(point[0]), column)
             continue
         targets += stored[name]
         sources += new

@@ -7,6 +7,10 @@ backend prints or runs (``descend.engines.foreach`` runs it as torch._foreach_* 
 
 * ``p``, ``g`` and the state buffers become *vector* leaves (one value per element);
 * ``step`` and every numeric hyperparameter become *scalar* leaves that carry their concrete value;
+* per-tensor scalar state (``StateNames.scalars``: NAdam's ``mu_product``) becomes *scalar*
+  leaves whose value each tensor brings (``scalar_state``); the rule returns their new values as
+  scalar expressions, which a backend evaluates and stores once per tensor. No guard may read
+  them (a trace serves every tensor of a batch);
 * booleans and other non-numbers are passed as they are (they select the configuration).
 
 Arithmetic on stand-ins builds a graph. Scalar-only sub-expressions (bias corrections, 1 - beta)
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -36,7 +41,8 @@ BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
           "maximum": lambda a, b: math.nan if math.isnan(a) or math.isnan(b) else max(a, b),
           "minimum": lambda a, b: math.nan if math.isnan(a) or math.isnan(b) else min(a, b)}
 UNARY = {"neg": operator.neg, "sqrt": math.sqrt, "abs": abs, "log": math.log, "exp": math.exp,
-         "sign": lambda a: float((a > 0) - (a < 0))}  # torch.sign: 0 for NaN
+         "sign": lambda a: float((a > 0) - (a < 0)),  # torch.sign: 0 for NaN
+         "float32": lambda a: round_float32(a)}  # a number as a float32 tensor holds it
 COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
                "gt": operator.gt, "ge": operator.ge}
 TORCH_FUNCTIONS = {torch.maximum: "maximum", torch.minimum: "minimum", torch.sqrt: "sqrt",
@@ -48,6 +54,14 @@ TORCH_FUNCTIONS = {torch.maximum: "maximum", torch.minimum: "minimum", torch.sqr
 MASKS = ("eq", "ne", "lt", "le", "gt", "ge")
 
 
+def round_float32(x: float) -> float:
+    """``x`` rounded to the nearest float32 (IEEE round-half-even; inf beyond its range)."""
+    try:
+        return struct.unpack("f", struct.pack("f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 class TraceError(RuntimeError):
     """The rule did something the traced backends (foreach, numba) cannot run: data-dependent
     control flow, an operation outside the elementwise vocabulary; the reference still runs it."""
@@ -55,7 +69,8 @@ class TraceError(RuntimeError):
 
 class Expr:
     """A node of the graph: ``op`` applied to ``args``; leaves have op "tensor", "hyper",
-    "step" or "const". ``value`` is the concrete value of a scalar (None for a vector)."""
+    "step", "scalar_state" or "const". ``value`` is the concrete value of a scalar (None for a
+    vector; NaN where it depends on per-tensor scalar state)."""
 
     __slots__ = ("op", "args", "is_vector", "value", "trace")
     __hash__ = object.__hash__
@@ -150,6 +165,7 @@ class Trace:
         self._memo: dict[tuple, Expr] = {}
         self.tensors: list[str] = []   # names of vector leaves, in argument order
         self.hypers: list[str] = []    # names of scalar leaves, in argument order
+        self.scalar_state: list[str] = []  # names of per-tensor scalar leaves
         self.outputs: dict[str, Expr] = {}  # "p" and each state name -> its new value
 
     def node(self, op: str, *args: Expr) -> Expr:
@@ -182,6 +198,9 @@ class Trace:
     def guard(self, op: str, left: Expr, right: Expr) -> bool:
         if left.is_vector or right.is_vector:
             raise TraceError("the rule branches on tensor values (data-dependent control flow)")
+        if _reads_scalar_state(left) or _reads_scalar_state(right):
+            raise TraceError("the rule branches on per-tensor state (its value differs from "
+                             "tensor to tensor); compute both sides and select with arithmetic")
         outcome = COMPARISONS[op](left.value, right.value)
         self.guards.append(Guard(op, left, right, outcome))
         return outcome
@@ -190,6 +209,12 @@ class Trace:
         """Whether every guard gives its traced outcome for these hyperparameters and step."""
         return all(COMPARISONS[g.op](evaluate(g.left, scalars), evaluate(g.right, scalars))
                    == g.outcome for g in self.guards)
+
+
+def _reads_scalar_state(e: Expr) -> bool:
+    if e.op == "scalar_state":
+        return True
+    return any(isinstance(a, Expr) and _reads_scalar_state(a) for a in e.args)
 
 
 def topological(outputs: Iterable[Expr]) -> list[Expr]:
@@ -215,7 +240,7 @@ def evaluate(e: Expr, scalars: Mapping[str, float]) -> float:
     """The value of scalar expression ``e`` for other leaf values (Python float arithmetic)."""
     if e.op == "const":
         return e.args[0]
-    if e.op in ("hyper", "step"):
+    if e.op in ("hyper", "step", "scalar_state"):
         return float(scalars[e.args[0]])
     fn = BINARY.get(e.op) or UNARY[e.op]
     return float(fn(*(evaluate(a, scalars) for a in e.args)))
@@ -230,6 +255,14 @@ def flatten_scalars(hyper: Mapping[str, Any], step: float) -> dict[str, float]:
             if isinstance(item, Real) and not isinstance(item, bool):
                 scalars[f"{name}[{i}]" if isinstance(value, (tuple, list)) else name] = item
     return scalars
+
+
+def environment(trace: Trace, hyper: Mapping[str, Any],
+                point: Sequence[float]) -> dict[str, float]:
+    """The scalar leaves' values for a tensor at ``point``: its step count, then its per-tensor
+    scalar state (in ``trace.scalar_state`` order)."""
+    return {**flatten_scalars(hyper, point[0]),
+            **dict(zip(trace.scalar_state, point[1:], strict=True))}
 
 
 def configuration(hyper: Mapping[str, Any]) -> tuple:
@@ -264,6 +297,9 @@ def trace_rule(rule: Callable[..., Any], state_names: Sequence[str],
             args[name] = scalar(name, value)
     p, g = vector("p"), vector("g")
     buffers = {name: vector(name) for name in state_names}
+    for name in getattr(state_names, "scalars", ()):  # read per tensor: no value to trace with
+        t.scalar_state.append(name)
+        buffers[name] = t.leaf("scalar_state", name, False, math.nan)
     step_leaf = t.leaf("step", "step", False, float(step))
     try:
         new_p, new_state = rule(p, g, step=step_leaf, **buffers, **args)
@@ -271,10 +307,13 @@ def trace_rule(rule: Callable[..., Any], state_names: Sequence[str],
         raise
     except Exception as e:  # an unsupported operation surfaced as a Python error
         raise TraceError(f"tracing {getattr(rule, '__name__', rule)} failed: {e}") from e
-    missing = [n for n in state_names if n not in new_state]
+    missing = [n for n in buffers if n not in new_state]
     if missing:
         raise TraceError(f"the rule returned no new value for state {missing}")
-    t.outputs = {"p": t.wrap(new_p), **{n: t.wrap(new_state[n]) for n in state_names}}
+    t.outputs = {"p": t.wrap(new_p), **{n: t.wrap(new_state[n]) for n in buffers}}
+    if any(t.outputs[n].is_vector for n in t.scalar_state):
+        raise TraceError(f"the rule returned a tensor for per-tensor scalar state "
+                         f"{t.scalar_state}")
     return t
 
 
@@ -285,7 +324,9 @@ def trace_for(rule: Callable[..., Any], state_names: Sequence[str], hyper: Mappi
               step: float) -> Trace:
     """The cached trace whose guards hold for these values, tracing anew if none does (a rule
     the tracer refuses is remembered as refused)."""
-    key = (rule, tuple(state_names), configuration(hyper))
+    # (the default dtype: torch's per-tensor scalars are float64 under a float64 default)
+    key = (rule, tuple(state_names), tuple(getattr(state_names, "scalars", ())),
+           configuration(hyper), torch.get_default_dtype())
     cached = _traces.setdefault(key, [])
     if isinstance(cached, TraceError):
         raise cached

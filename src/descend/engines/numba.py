@@ -43,6 +43,7 @@ from descend.engines.work_split import WorkSplit
 STORAGE = {dtype: precision.dtype_name(dtype) for dtype in precision.STORAGE_DTYPES}
 COMPLEX = (torch.complex64, torch.complex128)  # streamed as pairs of their real dtype
 PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+SCALAR_STATE = (torch.float32, torch.float64)  # per-tensor scalars: read and written in place
 
 # Below this many elements per call a serial loop beats handing work to other
 # threads: on idle cores a hand-off costs 1-2 us, the time one core takes for about 30k elements
@@ -89,6 +90,13 @@ def covers(p: Tensor, g: Tensor, state: Mapping[str, Any],
                     f"parameter a {tuple(p.shape)} {p.dtype} tensor: the numba backend streams "
                     "them side by side and needs them of one shape, in dtypes it can store "
                     "(state set by hand?)")
+    for name in getattr(state_names, "scalars", ()):
+        t = state[name]
+        if type(t) not in PLAIN_TYPES or t.dtype not in SCALAR_STATE or t.numel() != 1 or (
+                not t.is_cpu or not t.is_contiguous()):
+            return (f"its per-tensor state {name} is a {tuple(t.shape)} {t.dtype} "
+                    f"{type(t).__name__} on {t.device}: the numba backend reads it as one "
+                    "float32 or float64 number on the CPU (state set by hand?)")
     return None
 
 
@@ -102,9 +110,10 @@ def _kernel(trace: Trace, signature: Signature, stochastic: bool, rule: Callable
     return _kernels[key]
 
 
-def _signature(ops: Sequence[Tensor]) -> Signature:
-    """The storage dtypes of a tensor's operands (``reference.operands``)."""
-    return tuple(STORAGE[t.dtype] for t in ops)
+def _signature(member: Member) -> Signature:
+    """The storage dtypes of a tensor's operands (``reference.operands``), then of its
+    per-tensor scalar state."""
+    return tuple(STORAGE[t.dtype] for t in (*member[0], *member[1]))
 
 
 def _step_addresses(steps: Sequence[Tensor]) -> np.ndarray | None:
@@ -172,7 +181,8 @@ def _launch(kernel: Any, addresses: np.ndarray, work: WorkSplit, steps: np.ndarr
         addresses, items, chunk_first, steps, values)
 
 
-Member = tuple[list[Tensor], Tensor, int | None]  # operands, step counter, stream key
+# operands, per-tensor scalar state, step counter, stream key
+Member = tuple[list[Tensor], list[Tensor], Tensor, int | None]
 
 
 def _members(params: Sequence[Tensor], grads: Sequence[Tensor],
@@ -180,11 +190,12 @@ def _members(params: Sequence[Tensor], grads: Sequence[Tensor],
              keys: Sequence[int] | None) -> list[Member]:
     """The tensors of a batch as the kernels take them (a DTensor's local shards)."""
     members = []
+    scalar_names = getattr(state_names, "scalars", ())
     for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         if is_sharded(p):
             p, g, state = local_shards(p, g, state, state_names)
-        members.append((operands(p, g, state, state_names), state["step"],
-                        None if keys is None else keys[i]))
+        members.append((operands(p, g, state, state_names), [state[n] for n in scalar_names],
+                        state["step"], None if keys is None else keys[i]))
     return members
 
 
@@ -192,7 +203,7 @@ def _address_table(params: Sequence[Tensor], members: Sequence[Member],
                    signature: Signature) -> AddressTable | None:
     """A table for the batch, or None if a tensor needs the per-tensor path (strided, or a step
     counter that is not a float32 scalar)."""
-    step_addresses = _step_addresses([step for _, step, _ in members])
+    step_addresses = _step_addresses([step for _, _, step, _ in members])
     if step_addresses is None:
         return None
     rows, sizes, _, strided = _rows(members)
@@ -203,34 +214,41 @@ def _address_table(params: Sequence[Tensor], members: Sequence[Member],
 
 def _rows(batch: Iterable[Member]) -> tuple[
         list[list[int]], list[int], list[int], list[tuple[int, list[Tensor], int | None]]]:
-    """The kernel's rows (operand addresses, then the stream key under stochastic rounding)
-    and sizes of the tensors it streams as they are, their indices in ``batch``, and the
-    operands of the others (strided: run one at a time)."""
+    """The kernel's rows (operand addresses, those of the per-tensor scalar state, then the
+    stream key under stochastic rounding) and sizes of the tensors it streams as they are,
+    their indices in ``batch``, and the others (strided: run one at a time)."""
     rows, sizes, direct, strided = [], [], [], []
-    for k, (ops, _, key) in enumerate(batch):
+    for k, member in enumerate(batch):
+        ops, scalars, _, key = member
         row = _address_row(ops)
         if row is None:
-            strided.append((k, ops, key))
+            strided.append((k, member))
         else:
-            rows.append(row if key is None else [*row, key])
+            rows.append(_row(row, scalars, key))
             sizes.append(ops[0].numel())
             direct.append(k)
     return rows, sizes, direct, strided
 
 
-def _run_strided(trace: Trace, kernel: Any, ops: Sequence[Tensor], key: int | None,
-                 steps: np.ndarray, hyper: Mapping[str, Any]) -> None:
+def _row(operand_addresses: list[int], scalars: Sequence[Tensor], key: int | None) -> list[int]:
+    row = [*operand_addresses, *(s.data_ptr() for s in scalars)]
+    return row if key is None else [*row, key]
+
+
+def _run_strided(trace: Trace, kernel: Any, member: Member, steps: np.ndarray,
+                 hyper: Mapping[str, Any]) -> None:
     """One parameter whose operands are not all contiguous.
 
     All operands are viewed in the dimension order of p's strides: a dense layout (a transposed
     weight, its grad and state) becomes contiguous views of the same memory; an operand that is
     still strided goes through a contiguous copy, written back if it is an output.
     """
+    ops, scalars, _, key = member
     order = sorted(range(ops[0].dim()), key=lambda d: ops[0].stride(d), reverse=True)
     views = [t.permute(order) for t in ops]
     linear = [v if v.is_contiguous() else v.contiguous() for v in views]
-    row = [t.data_ptr() for t in linear]
-    _run(trace, kernel, [row if key is None else [*row, key]], [linear[0].numel()], steps, hyper)
+    row = _row([t.data_ptr() for t in linear], scalars, key)
+    _run(trace, kernel, [row], [linear[0].numel()], steps, hyper)
     for i, (view, copy) in enumerate(zip(views, linear, strict=True)):
         if copy is not view and i != 1:  # operand 1, the gradient, is only read
             view.copy_(copy)
@@ -254,11 +272,10 @@ def apply(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
     where the rule cannot be traced."""
     batches: dict[Signature, list[Member]] = {}
     for member in _members(params, grads, states, state_names, keys):
-        if member[0][0].numel():  # zero-size tensors: nothing to do
-            batches.setdefault(_signature(member[0]), []).append(member)
+        batches.setdefault(_signature(member), []).append(member)
     runs = []  # every trace first: a TraceError leaves everything unwritten
     for signature, batch in batches.items():
-        steps = _step_values([step for _, step, _ in batch])
+        steps = _step_values([step for _, _, step, _ in batch])
         for trace, members in traces_by_step(rule, state_names, hyper, steps.tolist()):
             runs.append((trace, signature, [batch[i] for i in members], steps[members]))
     for trace, signature, batch, steps in runs:
@@ -266,8 +283,8 @@ def apply(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
         rows, sizes, direct, strided = _rows(batch)
         if rows:
             _run(trace, kernel, rows, sizes, steps[direct] if strided else steps, hyper)
-        for k, ops, key in strided:  # one at a time: at most one copy per operand is alive
-            _run_strided(trace, kernel, ops, key, steps[[k]], hyper)
+        for k, member in strided:  # one at a time: at most one copy per operand is alive
+            _run_strided(trace, kernel, member, steps[[k]], hyper)
 
 
 def prepare(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
@@ -279,13 +296,13 @@ def prepare(rule: Callable, params: Sequence[Tensor], grads: Sequence[Tensor],
     if not params or any(unsupported_reason(p) for p in params):
         return None
     members = _members(params, grads, states, state_names, keys)
-    signatures = {_signature(ops) for ops, _, _ in members}
+    signatures = {_signature(member) for member in members}
     if len(signatures) != 1:
         return None
     table = _address_table(params, members, signatures.pop())
     if table is None:
         return None
-    return Prepared(rule, tuple(state_names), table, stochastic=keys is not None)
+    return Prepared(rule, state_names, table, stochastic=keys is not None)
 
 
 class Prepared:

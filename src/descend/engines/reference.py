@@ -29,6 +29,24 @@ def operands(p: Tensor, g: Tensor, state: Mapping[str, Any],
     return list(map(real_view, (p, g, *(state[n] for n in state_names))))
 
 
+def read_values(scalars: Sequence[Tensor]) -> list[float]:
+    """0-d tensors (step counters, per-tensor state) as Python floats, read in one op (not an
+    ``.item()`` per tensor)."""
+    try:
+        values = torch.stack(list(scalars)).reshape(-1).tolist()
+    except RuntimeError:  # counters of different shapes or devices
+        values = []
+    return values if len(values) == len(scalars) else [s.item() for s in scalars]
+
+
+def points(states: Sequence[Mapping[str, Any]], state_names: Sequence[str]) -> list[tuple]:
+    """Each tensor's step count, then its per-tensor scalar state (``state_names.scalars``):
+    what the scalars of its update are computed from (``ir.environment``)."""
+    columns = ["step", *getattr(state_names, "scalars", ())]
+    return list(zip(*(read_values([state[n] for state in states]) for n in columns),
+                    strict=True))
+
+
 def apply(
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]],
     params: Sequence[Tensor],
@@ -42,20 +60,25 @@ def apply(
     """For each parameter: (p, state) <- rule(p, grad, state, hyper), written back in place,
     rounded stochastically into bfloat16/float16 with the tensors' stream ``keys`` where given.
 
-    The step count goes in as a number, or as the counter tensor itself with ``step_as_tensor``
-    (under torch.compile: reading it would break the graph)."""
+    The step count and the per-tensor scalar state (``state_names.scalars``) go in as numbers,
+    or as their 0-d tensors with ``step_as_tensor`` (under torch.compile: reading them would
+    break the graph)."""
     # Under autograd (differentiable=True) the rule reads copies: the results are written back
     # into the tensors it reads, which autograd may have saved for the backward pass.
     copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
+    scalar_names = getattr(state_names, "scalars", ())
     for t, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         ops = operands(p, g, state, state_names)
         param, grad, *stored = ops
         buffers = dict(zip(state_names, stored, strict=True))
         compute = precision.compute_dtype([t.dtype for t in ops])
         step = state["step"] if step_as_tensor else state["step"].item()
+        scalars = {n: state[n] if step_as_tensor else state[n].item() for n in scalar_names}
         new_param, new_buffers = rule(
             _widened(param, compute, copy), grad.to(compute), step=step,
-            **{n: _widened(b, compute, copy) for n, b in buffers.items()}, **hyper)
+            **{n: _widened(b, compute, copy) for n, b in buffers.items()}, **scalars, **hyper)
+        for name in scalar_names:  # a number, or a 0-d tensor under torch.compile
+            _store_scalar(state[name], new_buffers[name])
         destinations = [param, *buffers.values()]
         results = [new_param, *(new_buffers[name] for name in buffers)]
         # A result that is another of the tensors written here (a rule may return an input as
@@ -72,6 +95,13 @@ def apply(
         count = state["step"].to(torch.int64) if step_as_tensor else int(step)
         for k, (destination, result) in enumerate(zip(destinations, results, strict=True)):
             precision.store(destination, result, keys[t], count, k + (k > 0))
+
+
+def _store_scalar(destination: Tensor, value: Any) -> None:
+    if isinstance(value, Tensor):
+        destination.copy_(value)
+    else:
+        destination.fill_(value)
 
 
 def _widened(t: Tensor, compute: torch.dtype, copy: Callable[[Tensor], Tensor]) -> Tensor:

@@ -208,6 +208,8 @@ def train(
     threads: int | None = None,
     dtype: str | torch.dtype = torch.float32,
     model: nn.Module | None = None,
+    stop: Callable[[Point], bool] | None = None,
+    train_eval_limit: int = TRAIN_EVAL_LIMIT,
 ) -> RunResult:
     """Trains ``task``'s model with ``spec`` and returns what happened (see the module doc).
 
@@ -217,6 +219,9 @@ def train(
     the run (and restores them after). ``dtype`` is what the model is trained in (float32,
     bfloat16 or float16: see the module doc). ``model`` trains that module, in place (cast to
     ``dtype``), instead of a fresh ``task.build_model(seed)``: to continue from a trained point.
+    ``stop(point)`` is asked after every evaluation; True ends the run there (``stop_reason``
+    says so): the benchmark stops a run once it reaches its target. ``train_eval_limit`` is how
+    many training examples each evaluation's training loss is measured on.
     """
     epochs = task.epochs if epochs is None else epochs
     if epochs < 0:
@@ -241,7 +246,8 @@ def train(
     result = RunResult(task.name, spec.label, seed, spec_lr(spec),
                        "full" if requested == "full" else batch, epochs,
                        target_accuracy=target if task.classification else None)
-    loop = _Loop(task, model, optimizer, splits, result, batch, divergence_factor)
+    loop = _Loop(task, model, optimizer, splits, result, batch, divergence_factor, stop,
+                 train_eval_limit)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or auto_threads(model, batch, old_threads))
     try:
@@ -296,7 +302,9 @@ class _Loop:
     """The mutable state of one run: counters, clocks and the evaluation routine."""
 
     def __init__(self, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 splits: Splits, result: RunResult, batch: int, divergence_factor: float) -> None:
+                 splits: Splits, result: RunResult, batch: int, divergence_factor: float,
+                 stop: Callable[[Point], bool] | None = None,
+                 train_eval_limit: int = TRAIN_EVAL_LIMIT) -> None:
         self.task, self.model, self.optimizer, self.splits = task, model, optimizer, splits
         self.batch, self.steps_per_epoch = batch, math.ceil(len(splits.train) / batch)
         self.result, self.divergence_factor = result, divergence_factor
@@ -304,6 +312,7 @@ class _Loop:
         self.steps, self.seconds, self.step_seconds = 0, 0.0, 0.0
         self.window: list[float] = []
         self.limit = math.inf
+        self.stop, self.train_eval_limit = stop, train_eval_limit
 
     def run(self, epochs: int, evals_per_epoch: int, max_seconds: float | None,
             on_epoch: Callable[[Point], None] | None, on_step: Callable[[int, float], None] | None,
@@ -327,7 +336,7 @@ class _Loop:
                     return
                 if i + 1 in eval_steps:
                     point = self.evaluate(epoch + (i + 1) / per_epoch)
-                    if self.result.diverged:
+                    if self.result.diverged or self.stopped(point):
                         return
                     if i + 1 == per_epoch and on_epoch is not None:
                         on_epoch(point)
@@ -373,11 +382,20 @@ class _Loop:
         self.evaluate(self.steps / self.steps_per_epoch)
         return True
 
+    def stopped(self, point: Point) -> bool:
+        """Whether ``stop`` ends the run at ``point`` (noted in ``stop_reason``)."""
+        if self.stop is None or not self.stop(point):
+            return False
+        self.result.stop_reason = f"stopped at step {self.steps}: target reached"
+        return True
+
     def evaluate(self, epoch: float) -> Point:
-        """Appends a Point to the history (and marks divergence if the model broke)."""
-        set_mode(self.optimizer, train=False)  # (schedule-free: the parameters to the average)
-        train_loss, _ = self._measure(Split(self.train_x[:TRAIN_EVAL_LIMIT],
-                                            self.train_y[:TRAIN_EVAL_LIMIT]))
+        """Appends a Point to the history (and marks divergence if the model broke). An
+        optimizer with ``eval()`` and ``train()`` (Schedule-Free) is evaluated at the point it
+        evaluates (``eval()``), then put back to training."""
+        set_mode(self.optimizer, train=False)
+        limit = self.train_eval_limit
+        train_loss, _ = self._measure(Split(self.train_x[:limit], self.train_y[:limit]))
         val_loss, val_accuracy = self._measure(self.splits.val)
         test_loss, test_accuracy = self._measure(self.splits.test)
         self.model.train()  # _measure left it in eval mode; steps train (once here, not per step)

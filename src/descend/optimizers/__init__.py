@@ -5,9 +5,11 @@ from descend.optimizers.adagrad import Adagrad
 from descend.optimizers.adam import Adam, AdamW
 from descend.optimizers.adamax import Adamax
 from descend.optimizers.ademamix import AdEMAMix
+from descend.optimizers.asgd import ASGD
 from descend.optimizers.lamb import Lamb
 from descend.optimizers.lars import LARS
 from descend.optimizers.lion import Lion
+from descend.optimizers.nadam import NAdam
 from descend.optimizers.prodigy import Prodigy
 from descend.optimizers.radam import RAdam
 from descend.optimizers.rmsprop import RMSprop
@@ -16,5 +18,6 @@ from descend.optimizers.schedule_free import AdamWScheduleFree, SGDScheduleFree
 from descend.optimizers.sgd import SGD
 
 # The registry lists the classes in this order (the order the seeds introduce them).
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "RAdam", "Rprop",
-           "Lion", "AdEMAMix", "Lamb", "LARS", "Prodigy", "SGDScheduleFree", "AdamWScheduleFree"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+           "Rprop", "ASGD", "Lion", "AdEMAMix", "Lamb", "LARS", "Prodigy", "SGDScheduleFree",
+           "AdamWScheduleFree"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from descend.rules.common import regularized_gradient
+from descend.rules.common import weight_decayed
 
 
 def radam(
@@ -24,13 +24,7 @@ def radam(
     Decoupled weight decay (RAdamW) shrinks theta by (1 - lr*lambda) first.
     """
     beta1, beta2 = betas
-    if decoupled_weight_decay:
-        if maximize:
-            g = -g
-        if weight_decay != 0:
-            p = p * (1 - lr * weight_decay)
-    else:
-        g = regularized_gradient(g, p, weight_decay, maximize)
+    p, g = weight_decayed(p, g, lr, weight_decay, decoupled_weight_decay, maximize)
     m = beta1 * exp_avg + (1 - beta1) * g
     v = beta2 * exp_avg_sq + (1 - beta2) * g * g
     new_state = {"exp_avg": m, "exp_avg_sq": v}
