@@ -114,7 +114,10 @@ def make_descend(name: str, params: Any, args: argparse.Namespace):
     if args.tensor_lr:
         kwargs["lr"] = torch.tensor(kwargs.get("lr", entry(name).defaults()["lr"]))
     torch.manual_seed(7)  # the stochastic-rounding seed: the same for the compiled and the eager
-    return descend.create(name, params, **kwargs)
+    opt = descend.create(name, params, **kwargs)
+    if callable(getattr(opt, "train", None)):  # schedule-free: steps in train mode
+        opt.train()
+    return opt
 
 
 def make_torch(name: str, params: Any, args: argparse.Namespace):

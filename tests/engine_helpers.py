@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from descend.optimizer import constructor_defaults
+
 STEPS = 5
 
 
@@ -36,10 +38,13 @@ def set_grads(step: int, *param_lists: list[torch.Tensor], skip=lambda i, step: 
 
 
 def groups(config, params: list[torch.Tensor]) -> list[dict]:
-    """Two groups with different hyperparameters, as in the core table."""
-    lr = float(config.effective_kwargs().get("lr", 1e-3))
+    """Two groups with different hyperparameters, as in the core table (where both groups
+    must share one lr, Prodigy, the second takes the constructor's: the same value and type)."""
+    lr = float(config.effective_kwargs().get("lr", constructor_defaults(config.cls)["lr"]))
+    factor = config.info.second_lr_factor
+    second = {} if factor == 1.0 else {"lr": lr * factor}
     return [{"params": params[:2]},
-            {"params": params[2:], "lr": lr * 0.5, **config.info.second_group}]
+            {"params": params[2:], **second, **config.info.second_group}]
 
 
 def builder(config, grouped: bool = False) -> Callable:

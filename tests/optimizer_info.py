@@ -38,11 +38,13 @@ class OptimizerInfo:
     cycles: str | None = None
     # where torch lacks the algorithm: the reference package's class (a test-only dependency)
     reference: Callable[..., torch.optim.Optimizer] | None = None
-    # False where lr only sets the first step's size (Rprop: the steps then adapt on their own)
+    # False where lr only sets the first step's size (Rprop: the steps then adapt on their own),
+    # or where a group's steps do not scale with its own lr (Prodigy: one d * max lr for all)
     lr_scales_steps: bool = True
-    # False for matrix methods (matmul, norms, eigh): the traced engines (foreach, numba) refuse
-    # the rule, impl="auto" runs it on the reference engine; the table's engine-vs-engine tests
-    # leave these rows out (TRACEABLE_CONFIGS), test_matrix_optimizers checks the refusal.
+    # False for matrix methods (matmul, eigh) and rules that reduce over a tensor (Lamb's and
+    # LARS's norms): the traced engines (foreach, numba) refuse the rule, impl="auto" runs it on
+    # the reference engine; the engine-vs-engine tests leave these rows out (TRACEABLE_CONFIGS),
+    # test_matrix_optimizers and test_engine_exactness check the refusal and the fallback.
     traceable: bool = True
     # False where torch (or the package) refuses complex parameters, as descend then does.
     supports_complex: bool = True
@@ -59,6 +61,13 @@ class OptimizerInfo:
     nonfinite_raises: str | None = None
     # The reference's state value (by name) in descend's layout, where the two differ (SOAP).
     reference_state: Callable[[str, Any], Any] = lambda name, value: value
+    # the second group's lr, relative to the first's (Prodigy: equal lrs, or it refuses)
+    second_lr_factor: float = 0.5
+    # False where the algorithm itself rests on differences below float32's resolution, so
+    # that a float32 or bfloat16 run cannot track the float64 one (Prodigy: d comes from
+    # <g, p0 - p> while p has moved by ~d0 = 1e-6 of itself); test_core_dtypes leaves it out of
+    # those comparisons, and the float64 runs are compared with the package
+    tracks_across_dtypes: bool = True
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,13 @@ class Config:
                 for p in params if isinstance(p, dict) or takes(tensor(p))]
 
     def build(self, params: Iterable[Any], **extra: Any) -> descend.Optimizer:
+        """The optimizer, ready to train (schedule-free ones in train mode, as their users
+        must put them)."""
         extra.setdefault("impl", IMPL)
         params = self.taken(params)
         if self.registry_name is not None:
-            return descend.create(self.registry_name, params, **self.kwargs, **extra)
-        return self.cls(params, **self.kwargs, **extra)
+            return training(descend.create(self.registry_name, params, **self.kwargs, **extra))
+        return training(self.cls(params, **self.kwargs, **extra))
 
     def effective_kwargs(self) -> dict[str, Any]:
         """The hyperparameters this config runs with, registry overrides included."""
@@ -107,8 +118,9 @@ class Config:
         return self.info.torch_cls is not None and not descend_only
 
     def build_reference(self, params: Iterable[Any]) -> torch.optim.Optimizer:
-        """The reference package's optimizer with this config's hyperparameters."""
-        return self.info.reference(self.taken(params), **self.effective_kwargs())
+        """The reference package's optimizer with this config's hyperparameters, ready to
+        train."""
+        return training(self.info.reference(self.taken(params), **self.effective_kwargs()))
 
     def build_torch(self, params: Iterable[Any], **extra: Any) -> torch.optim.Optimizer:
         kw = {k: v for k, v in self.effective_kwargs().items() if k != "momentum_form"}
@@ -120,9 +132,17 @@ class Config:
         lr = float(self.effective_kwargs().get("lr", _default(self.cls, "lr")))
         return [
             {"params": list(first.parameters())},
-            {"params": [p for m in rest for p in m.parameters()], "lr": lr * 0.5,
+            {"params": [p for m in rest for p in m.parameters()],
+             "lr": lr * self.info.second_lr_factor,
              **self.info.second_group},
         ]
+
+
+def training(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """``opt`` in train mode where it has one (schedule-free: the parameters hold y)."""
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    return opt
 
 
 def _default(cls: type, name: str) -> Any:
@@ -355,8 +375,82 @@ SOAP_INFO = OptimizerInfo(
     traceable=False,
     supports_complex=False,
 )
+LAMB_INFO = OptimizerInfo(
+    descend.Lamb, None,
+    (
+        {"lr": 0.05},
+        {"lr": 0.05, "weight_decay": 0.1},
+        {"lr": 0.05, "weight_decay": 0.1, "weight_decouple": False},
+        {"lr": 0.05, "rectify": True, "n_sma_threshold": 4},  # no step before step 5
+        {"lr": 0.05, "rectify": True, "degenerated_to_sgd": True, "n_sma_threshold": 8},
+        {"lr": 0.05, "pre_norm": True, "max_grad_norm": 0.05},
+        {"lr": 0.05, "adam": True, "grad_averaging": False, "maximize": True},
+        {"lr": 0.05, "adam_debias": True, "betas": (0.8, 0.99), "eps": 1e-4},
+    ),
+    second_group={"betas": (0.8, 0.99), "weight_decay": 0.05},
+    cycles="betas",
+    reference=_package("pytorch_optimizer", "Lamb"),  # pytorch-optimizer 4.1.0
+    traceable=False,  # the trust ratio's norms
+)
+LARS_INFO = OptimizerInfo(
+    descend.LARS, None,
+    (
+        {"lr": 0.1},
+        {"lr": 0.1, "weight_decay": 0.1},
+        {"lr": 0.1, "nesterov": True, "trust_coefficient": 0.02},
+        {"lr": 0.1, "momentum": 0.0},
+        {"lr": 0.1, "momentum": 0.5, "dampening": 0.3, "weight_decay": 0.05, "maximize": True},
+    ),
+    second_group={"momentum": 0.5, "trust_coefficient": 0.01},
+    cycles="momentum",
+    reference=_package("pytorch_optimizer", "LARS"),  # pytorch-optimizer 4.1.0
+    traceable=False,  # the trust ratio's norms
+)
+PRODIGY_INFO = OptimizerInfo(
+    descend.Prodigy, None,
+    (
+        {},
+        {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "decouple": False},
+        {"use_bias_correction": True, "betas": (0.8, 0.99)},
+        {"safeguard_warmup": True, "beta3": 0.9, "d0": 1e-4},
+        {"betas": (0.0, 0.99), "eps": 1e-6},
+        {"growth_rate": 1.02, "d_coef": 2.0},
+    ),
+    second_group={"weight_decay": 0.02, "eps": 1e-6, "d0": 1e-5},
+    cycles="betas",
+    reference=_package("prodigyopt", "Prodigy"),  # prodigyopt 1.1.2
+    lr_scales_steps=False,  # one step size d * max(lr) for every group (a group at lr 0 moves)
+    second_lr_factor=1.0,
+    tracks_across_dtypes=False,
+)
+SGD_SCHEDULE_FREE_INFO = OptimizerInfo(
+    descend.SGDScheduleFree, None,
+    (
+        {"lr": 0.1},
+        {"lr": 0.1, "weight_decay": 0.05},
+        {"lr": 0.1, "warmup_steps": 10, "momentum": 0.5},
+        {"lr": 0.1, "r": 1.0, "weight_lr_power": 1.0},
+    ),
+    second_group={"momentum": 0.8},
+    cycles="momentum",
+    reference=_package("schedulefree", "SGDScheduleFree"),  # schedulefree 1.4.1
+)
+ADAMW_SCHEDULE_FREE_INFO = OptimizerInfo(
+    descend.AdamWScheduleFree, None,
+    (
+        {"lr": 0.01},
+        {"lr": 0.01, "weight_decay": 0.05},
+        {"lr": 0.01, "warmup_steps": 10, "betas": (0.8, 0.99)},
+        {"lr": 0.01, "r": 0.5, "weight_lr_power": 1.0, "eps": 1e-6},
+    ),
+    second_group={"betas": (0.8, 0.99)},
+    cycles="betas",
+    reference=_package("schedulefree", "AdamWScheduleFree"),  # schedulefree 1.4.1
+)
 INFOS = (SGD_INFO, ADAGRAD_INFO, RMSPROP_INFO, ADADELTA_INFO, ADAM_INFO, ADAMW_INFO, ADAMAX_INFO,
-         NADAM_INFO, RADAM_INFO, RPROP_INFO, ASGD_INFO, LION_INFO, ADEMAMIX_INFO, MUON_INFO,
+         NADAM_INFO, RADAM_INFO, RPROP_INFO, ASGD_INFO, LION_INFO, ADEMAMIX_INFO, LAMB_INFO,
+         LARS_INFO, PRODIGY_INFO, SGD_SCHEDULE_FREE_INFO, ADAMW_SCHEDULE_FREE_INFO, MUON_INFO,
          ADAFACTOR_INFO, SOAP_INFO)
 INFO_BY_CLASS = {info.cls: info for info in INFOS}
 
@@ -372,8 +466,9 @@ def _registry_configs() -> list[Config]:
     for name, entry in descend.REGISTRY.items():
         lr = {"rmsprop": 0.01, "rmsprop-nesterov": 0.01, "adam": 0.01, "adamw": 0.01,
               "adadelta": 1.0, "adagrad": 0.1, "adamax": 0.01, "nadam": 0.01, "radam": 0.01,
-              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3, "muon": 0.02, "adafactor": 0.01,
-              "soap": 3e-3}.get(name, 0.05)
+              "rprop": 0.01, "lion": 1e-3, "ademamix": 1e-3, "lamb": 0.05, "lars": 0.1,
+              "prodigy": 1.0, "sgd-schedule-free": 0.1, "adamw-schedule-free": 0.01,
+              "muon": 0.02, "adafactor": 0.01, "soap": 3e-3}.get(name, 0.05)
         out.append(Config(f"registry:{name}", INFO_BY_CLASS[entry.cls], {"lr": lr}, name))
     return out
 
@@ -390,7 +485,7 @@ REPRESENTATIVES = [
     for info in INFOS
 ]
 TORCH_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.has_torch]  # where torch is the twin
-# What the traced engines (foreach, numba) run: every row but the matrix methods'.
+# What the traced engines (foreach, numba, triton) run (OptimizerInfo.traceable).
 TRACEABLE_CONFIGS = [c for c in CONFIGS if c.info.traceable]
 TRACEABLE_REPRESENTATIVES = [c for c in REPRESENTATIVES if c.info.traceable]
 
@@ -459,16 +554,20 @@ def assert_same_tensors(actual: Iterable[torch.Tensor], expected: Iterable[torch
 
 
 def snapshot(opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """A deep copy of parameters and state, to check that nothing changed."""
+    """A deep copy of parameters, state and the groups' numbers (Prodigy's d, schedule-free's
+    weight_sum...), to check that nothing changed."""
     params = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
     state = {i: {k: v.clone() for k, v in opt.state[p].items()}
              for i, p in enumerate(p for g in opt.param_groups for p in g["params"])
              if p in opt.state}
-    return {"params": params, "state": state}
+    groups = [{k: v for k, v in g.items() if isinstance(v, (int, float))}
+              for g in opt.param_groups]
+    return {"params": params, "state": state, "groups": groups}
 
 
 def assert_unchanged(opt: torch.optim.Optimizer, before: dict[str, Any]) -> None:
     after = snapshot(opt)
+    assert after["groups"] == before["groups"], "a group's scalars changed"
     assert_same_tensors(after["params"], before["params"])
     assert after["state"].keys() == before["state"].keys()
     for i, buffers in before["state"].items():

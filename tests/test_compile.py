@@ -48,6 +48,12 @@ def descend_breaks(r: dict[str, Any]) -> list[str]:
             if (b["at"] or "").startswith("descend/")]
 
 
+# Where the step computes scalars on the host (Optimizer.step_scalars: Prodigy's d from its
+# sums' .item(), as in prodigyopt; schedule-free's average weights): one graph break there.
+HOST_SCALARS = {name for name in descend.available()
+                if descend.REGISTRY[name].cls._has_step_scalars}
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", descend.available())
 def test_compiled_matches_eager(name: str, mode: str) -> None:
@@ -60,9 +66,14 @@ def test_compiled_matches_eager(name: str, mode: str) -> None:
     r = results[0]
     assert r["paths"] == {"apply_tensor_step": STEPS, "apply_number_step": 0,
                           "engine_steps": 0}, r["paths"]
-    assert not descend_breaks(r), descend_breaks(r)
-    # A new learning rate each step must not recompile: only the first step (empty state) does.
-    assert r["recompiles"] <= 1, r["recompile_reasons"]
+    places = {b.split(":")[0] for b in descend_breaks(r)}
+    assert places <= ({"descend/optimizer.py"} if name in HOST_SCALARS else set()), \
+        descend_breaks(r)
+    # A new learning rate each step must not recompile: only the first step (empty state) does
+    # (in each of the two frames where the step computes scalars on the host; Prodigy once
+    # more, when the group's d first changes: dynamo then treats it as dynamic).
+    allowed = {"prodigy": 3}.get(name, 2 if name in HOST_SCALARS else 1)
+    assert r["recompiles"] <= allowed, r["recompile_reasons"]
 
 
 def test_compiled_adam_then_rmsprop_in_one_process() -> None:

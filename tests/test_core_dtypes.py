@@ -37,7 +37,8 @@ def run(build, params: list[torch.Tensor], steps: int = STEPS) -> list[torch.Ten
 def _groups(config, params):
     lr = float(config.effective_kwargs().get("lr", 1.0))
     return [{"params": params[:1]},
-            {"params": params[1:], "lr": lr * 0.5, **config.info.second_group}]
+            {"params": params[1:], "lr": lr * config.info.second_lr_factor,
+             **config.info.second_group}]
 
 
 @configs(TORCH_CONFIGS)
@@ -49,7 +50,11 @@ def test_float32_matches_torch_float32(config):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@configs([c for c in CONFIGS if "float32" not in c.info.rounding_sensitive])
+# (OptimizerInfo.tracks_across_dtypes: Prodigy's estimate of d cancels below float32's digits)
+ACROSS_DTYPES = [c for c in CONFIGS if c.info.tracks_across_dtypes]
+
+
+@configs([c for c in ACROSS_DTYPES if "float32" not in c.info.rounding_sensitive])
 def test_float32_and_float64_agree(config):
     single = run(lambda p: config.build(_groups(config, p)), _params(torch.float32))
     double = run(lambda p: config.build(_groups(config, p)), _params(torch.float64))
@@ -69,7 +74,7 @@ def _bf16_run(build, dtype):
     return run(build, params), [(p * 0.1).to(dtype) for p in _params(torch.float64)]
 
 
-@configs([c for c in CONFIGS if "bfloat16" not in c.info.rounding_sensitive])
+@configs([c for c in ACROSS_DTYPES if "bfloat16" not in c.info.rounding_sensitive])
 def test_bfloat16_tracks_a_float32_run(config):
     low, _ = _bf16_run(lambda p: config.build(_groups(config, p)), torch.bfloat16)
     high, start = _bf16_run(lambda p: config.build(_groups(config, p)), torch.float32)

@@ -13,9 +13,13 @@ import io
 import pytest
 import torch
 from engine_helpers import STEPS, builder, groups, make_params, run_pair, set_grads, twins
-from optimizer_info import TRACEABLE_CONFIGS as CONFIGS  # (no matrix methods: untraceable)
-from optimizer_info import TRACEABLE_REPRESENTATIVES as REPRESENTATIVES  # (likewise)
-from optimizer_info import configs
+from optimizer_info import (
+    CONFIGS,
+    TRACEABLE_CONFIGS,
+    TRACEABLE_REPRESENTATIVES,
+    configs,
+    training,
+)
 
 import descend
 from descend import engines
@@ -62,13 +66,13 @@ def kernel_kind(request, monkeypatch):
     return request.param
 
 
-@configs(CONFIGS)
+@configs(TRACEABLE_CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 def test_every_configuration_matches_reference(config, dtype):
     check_configuration(config, dtype)
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_parallel_kernel_matches_reference(config, kernel_kind):
     check_configuration(config, torch.float32)
 
@@ -88,7 +92,8 @@ def check_configuration(config, dtype):
 
 # SGD with momentum branches on the step count (b_1 = g): parameters at different step counts
 # in one call need two kernels; Adam's bias corrections are per parameter.
-EDGE_CONFIGS = [*REPRESENTATIVES, next(c for c in CONFIGS if c.id == "SGD-lr=0.05-momentum=0.9")]
+EDGE_CONFIGS = [*TRACEABLE_REPRESENTATIVES,
+                next(c for c in CONFIGS if c.id == "SGD-lr=0.05-momentum=0.9")]
 
 
 @configs(EDGE_CONFIGS)
@@ -105,7 +110,7 @@ def test_none_grads_zero_size_and_frozen_then_unfrozen(config):
     assert fast_opt.state[params[1]]["step"] == 3 and fast_opt.state[params[0]]["step"] == 5
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_non_contiguous_parameters(config):
     base = torch.randn(8, 12, dtype=torch.float64)
     params = [torch.randn(12, 7).t().requires_grad_(),           # dense, transposed
@@ -119,7 +124,7 @@ def test_non_contiguous_parameters(config):
     assert not params[0].is_contiguous() and not params[3].is_contiguous()
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_mixed_dtypes_in_one_optimizer(config):
     dtypes = [torch.float32, torch.float64, torch.bfloat16, torch.complex64]
     params = [p.to(dt).detach().requires_grad_()
@@ -130,7 +135,7 @@ def test_mixed_dtypes_in_one_optimizer(config):
     assert_same_run(fast_opt, ref_opt)  # bfloat16 ran on the reference engine: bit-equal
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_complex_parameters_match_their_real_view(config):
     params = [torch.randn(7, 3, dtype=torch.complex128, requires_grad=True),
               torch.randn(20_000, dtype=torch.complex64, requires_grad=True)]
@@ -138,7 +143,7 @@ def test_complex_parameters_match_their_real_view(config):
     assert_same_run(fast_opt, ref_opt)
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_skip_nonfinite(config):
     def poison(opt, step):
         if step == 2:
@@ -152,21 +157,23 @@ def test_skip_nonfinite(config):
     assert_same_run(fast_opt, ref_opt)
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_tensor_lr_and_scheduler_need_no_new_kernel(config):
     lr = float(config.effective_kwargs().get("lr", 1e-3))
 
     def build(ps, impl):
-        opt = config.cls(ps, **{**config.kwargs, "lr": torch.tensor(lr)}, impl=impl)
+        opt = training(config.cls(ps, **{**config.kwargs, "lr": torch.tensor(lr)}, impl=impl))
         opt.scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.7)
         return opt
 
     def schedule(opt, step):
         if step > 0:
             opt.scheduler.step()  # the learning rate changes at every step
-        if step == 3:
-            opt.add_param_group({"params": [extra[opt.defaults["impl"]]],
-                                 "lr": torch.tensor(lr * 0.3)})
+        if step == 3:  # (Prodigy: every group at the same lr)
+            same = config.info.second_lr_factor == 1.0
+            opt.add_param_group({"params": [extra[opt.defaults["impl"]]], "lr":
+                                 opt.param_groups[0]["lr"].clone() if same
+                                 else torch.tensor(lr * 0.3)})
 
     extra = {"fast": torch.randn(9, requires_grad=True)}
     extra["reference"] = extra["fast"].detach().clone().requires_grad_()
@@ -184,7 +191,7 @@ def test_tensor_lr_and_scheduler_need_no_new_kernel(config):
 
 
 @pytest.mark.parametrize("first", ["fast", "reference"])
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_checkpoint_from_one_engine_resumes_on_the_other(config, first):
     second = {"fast": "reference", "reference": "fast"}[first]
     params = make_params()
@@ -273,7 +280,7 @@ def test_without_numba_auto_is_the_reference_and_fast_says_how_to_install(monkey
         engines.numba_backend.cache_clear()
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_tensors_replaced_between_steps_are_picked_up(config):
     """The fast engine remembers addresses between steps: a parameter given new memory
     (``p.data = ...``), state replaced by ``load_state_dict`` and gradients kept in place
@@ -305,7 +312,7 @@ def io_roundtrip(state_dict):
     return torch.load(buffer, weights_only=True)
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_state_replaced_by_hand_is_picked_up_while_the_old_tensors_live(config):
     """Steps after the first reuse what the last step touched, checked by identity: a buffer, a
     step counter or a whole state dict replaced by hand must be the one updated, even while the
@@ -334,7 +341,7 @@ def test_state_replaced_by_hand_is_picked_up_while_the_old_tensors_live(config):
         assert torch.equal(old, at_replacement), "a replaced tensor was still updated"
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_step_counters_set_in_place_are_read_anew(config):
     """A planned step advances the counters from the count the last one left, checked in the
     same call: counters overwritten in place (same tensors) must be read again, whether all
@@ -365,3 +372,27 @@ def test_gradient_made_strided_between_steps_is_read_as_strided():
                                  make_params(), steps=4, each_step=strided)
     assert not fast_opt.param_groups[0]["params"][0].grad.is_contiguous()
     assert_same_run(fast_opt, ref_opt)
+
+
+UNTRACEABLE_CONFIGS = [c for c in CONFIGS if not c.info.traceable]
+
+
+@configs(UNTRACEABLE_CONFIGS)
+def test_a_rule_with_a_reduction_is_refused_by_fast_and_auto_runs_the_reference(config):
+    """The rows the table marks traceable=False (Lamb's and LARS's per-tensor norms) are not
+    run by the tests above: here impl='fast' refuses them before anything changed, saying
+    why and what to use, and impl='auto' is the reference backend, bit for bit."""
+    params = make_params()
+    before = [p.detach().clone() for p in params]
+    refused = config.build(groups(config, params), impl="fast")
+    set_grads(0, params)
+    with pytest.raises(ValueError, match=r"impl='fast'.*(norm|ndim).*impl='reference'"):
+        refused.step()
+    assert all(torch.equal(p, q) for p, q in zip(params, before, strict=True))
+    assert all(float(s["step"]) == 0 for s in refused.state.values())
+    auto_opt, ref_opt = run_pair("auto", builder(config, grouped=True), make_params())
+    for a, e in zip(auto_opt.param_groups[0]["params"] + auto_opt.param_groups[1]["params"],
+                    ref_opt.param_groups[0]["params"] + ref_opt.param_groups[1]["params"],
+                    strict=True):
+        assert torch.equal(a, e)
+        assert all(torch.equal(auto_opt.state[a][n], v) for n, v in ref_opt.state[e].items())

@@ -11,17 +11,23 @@ from __future__ import annotations
 import pytest
 import torch
 from engine_helpers import STEPS, builder, groups, make_params, run_pair
-from optimizer_info import TRACEABLE_CONFIGS as CONFIGS  # (no matrix methods: untraceable)
-from optimizer_info import TRACEABLE_REPRESENTATIVES as REPRESENTATIVES  # (likewise)
-from optimizer_info import configs
+from optimizer_info import (
+    CONFIGS,
+    TRACEABLE_CONFIGS,
+    TRACEABLE_REPRESENTATIVES,
+    configs,
+    training,
+)
 from torch.profiler import ProfilerActivity, profile
 
 import descend
 from descend.engines import foreach, ir, reference
+from descend.optimizer import constructor_defaults
 
 # SGD with momentum branches on the step count (b_1 = g): parameters at different step counts
 # take two traces; Adam's bias corrections then differ per parameter within one trace.
-EDGE_CONFIGS = [*REPRESENTATIVES, next(c for c in CONFIGS if c.id == "SGD-lr=0.05-momentum=0.9")]
+EDGE_CONFIGS = [*TRACEABLE_REPRESENTATIVES,
+                next(c for c in CONFIGS if c.id == "SGD-lr=0.05-momentum=0.9")]
 
 
 
@@ -50,7 +56,7 @@ def build_with(config):
     return lambda ps, impl: config.build(ps, impl=impl)
 
 
-@configs(CONFIGS)
+@configs(TRACEABLE_CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 def test_every_configuration_is_bit_identical_to_reference(config, dtype):
     foreach_opt, ref_opt = run_pair("foreach", builder(config, grouped=True),
@@ -58,7 +64,7 @@ def test_every_configuration_is_bit_identical_to_reference(config, dtype):
     assert_identical(foreach_opt, ref_opt)
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_complex_parameters_are_bit_identical_to_reference(config):
     foreach_opt, ref_opt = run_pair("foreach", builder(config, grouped=True),
                                     make_params(torch.complex64))
@@ -80,7 +86,7 @@ def test_none_grads_zero_size_and_frozen_then_unfrozen(config):
     assert foreach_opt.state[params[1]]["step"] == 3 and foreach_opt.state[params[0]]["step"] == 5
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_mixed_float32_and_float64_in_one_group(config):
     dtypes = [torch.float32, torch.float64, torch.float64, torch.float32]
     params = [p.to(dt).detach().requires_grad_()
@@ -89,7 +95,7 @@ def test_mixed_float32_and_float64_in_one_group(config):
     assert_identical(foreach_opt, ref_opt)
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_non_contiguous_parameters(config):
     params = [torch.randn(12, 7).t().requires_grad_(),              # dense, transposed
               torch.randn(5, 6, 4).permute(2, 0, 1).requires_grad_(),
@@ -101,14 +107,15 @@ def test_non_contiguous_parameters(config):
 
 @pytest.mark.parametrize("lr_kind, scheduled", [("float", True), ("tensor", False),
                                                  ("tensor", True)])
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_tensor_lr_and_scheduler(config, lr_kind, scheduled):
     """A learning rate given as a tensor, and one an lr scheduler changes at every step."""
-    lr = float(config.effective_kwargs().get("lr", 1e-3))
+    lr = float(config.effective_kwargs().get("lr", constructor_defaults(config.cls)["lr"]))
 
     def build(ps, impl):
         value = torch.tensor(lr) if lr_kind == "tensor" else lr
-        opt = config.cls(groups(config, ps), **{**config.kwargs, "lr": value}, impl=impl)
+        opt = training(config.cls(groups(config, ps), **{**config.kwargs, "lr": value},
+                                  impl=impl))
         opt.scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.7)
         return opt
 

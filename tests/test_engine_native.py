@@ -8,8 +8,7 @@ import threading
 
 import pytest
 import torch
-from optimizer_info import TRACEABLE_REPRESENTATIVES as REPRESENTATIVES  # (likewise)
-from optimizer_info import configs
+from optimizer_info import REPRESENTATIVES, TRACEABLE_REPRESENTATIVES, configs
 
 from descend import cli
 from descend.engines import native
@@ -66,7 +65,7 @@ CHANGES = {
 }
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_compiled_checks_decide_as_the_python_checks(config, change):
     opt, params = trained(config)
@@ -85,7 +84,7 @@ def test_compiled_checks_decide_as_the_python_checks(config, change):
         assert column == [p.grad.data_ptr() for p in params]
 
 
-@configs(REPRESENTATIVES)
+@configs(TRACEABLE_REPRESENTATIVES)
 def test_training_is_bit_for_bit_the_same_with_and_without(config, monkeypatch):
     with_checks, params = trained(config, steps=6)
     assert native.module is not None

@@ -25,8 +25,15 @@ LOW = (torch.bfloat16, torch.float16)
 BITS = {torch.bfloat16: 7, torch.float16: 10}
 SEED_CONFIGS = [c for c in CONFIGS if c.registry_name is None]
 # Every engine for each row; the matrix methods (untraceable) run on the reference only.
-RUNS = [(c, impl) for c in SEED_CONFIGS for impl in IMPLS if c.info.traceable or impl == IMPLS[0]]
-RUN_IDS = [f"{c.id}-{impl}" for c, impl in RUNS]
+
+
+def impls_and_configs(selection: list) -> pytest.MarkDecorator:
+    """Every (impl, config) pair, but the traced engines only on the traceable rows
+    (OptimizerInfo.traceable; test_engine_exactness checks that they refuse the others)."""
+    pairs = [(impl, c) for c in selection for impl in IMPLS
+             if impl == "reference" or c.info.traceable]
+    return pytest.mark.parametrize("impl, config", pairs,
+                                   ids=[f"{c.id}-{impl}" for impl, c in pairs])
 
 
 def spacings_apart(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -86,7 +93,7 @@ def run_both(config, dtype: torch.dtype, impl: str, steps: int, state_dtype=None
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-@pytest.mark.parametrize("config, impl", RUNS, ids=RUN_IDS)
+@impls_and_configs(SEED_CONFIGS)
 def test_one_step_is_within_one_ulp_of_the_float32_step_by_hand(config, dtype, impl):
     ours, emulated, opt, _ = run_both(config, dtype, impl, steps=1)
     names = opt.state_names(opt.param_groups[0])
@@ -97,7 +104,7 @@ def test_one_step_is_within_one_ulp_of_the_float32_step_by_hand(config, dtype, i
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-@pytest.mark.parametrize("config, impl", RUNS, ids=RUN_IDS)
+@impls_and_configs(SEED_CONFIGS)
 def test_twenty_steps_track_the_emulation_that_rounds_the_state(config, dtype, impl):
     """Rounding decisions that fall differently (float32 rounds a few operations differently
     from torch's) move an element by one spacing, and the difference then propagates: through a

@@ -66,6 +66,7 @@ class Optimizer(torch.optim.Optimizer):
 
     rule: Callable[..., tuple[Tensor, dict[str, Tensor]]]
     state_schema: tuple[Buffer, ...] = ()
+    _has_step_scalars: bool = False  # set by __init_subclass__: step_scalars is overridden
     listings: tuple[Listing, ...] = ()
     ranges: dict[str, Interval] = {}
     # Sparse gradients are densified and run through the rule, where that is torch's result too
@@ -102,7 +103,26 @@ class Optimizer(torch.optim.Optimizer):
         self._stored_as: dict[int, Any] = {}  # by id(group): the state_dtype its state has
         super().__init__(params, defaults)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._has_step_scalars = cls.step_scalars is not Optimizer.step_scalars
+
     # ---- what a subclass describes -------------------------------------------------------
+    def step_scalars(self, groups: list[GroupStep]) -> list[dict[str, float]]:
+        """Scalars that span many tensors (Prodigy's step size d, a schedule-free average's
+        weight): for each group of this step, the extra keyword hyperparameters of its rule.
+
+        Called once per step with every param group (``GroupStep``: the group, its parameters
+        with a gradient, their gradients and completed state dicts; a group without gradients
+        has empty lists), after ``skip_nonfinite``'s check (a skipped step leaves these scalars
+        as they were) and before any tensor is updated; the values are numbers, so a traced
+        kernel takes them as scalar leaves, without a new trace. An override keeps the
+        scalars' running state in the param groups (where the reference packages keep it:
+        it then round-trips through ``state_dict``); if the step is then refused before any
+        tensor changed (an ``impl`` that cannot run the rule), the groups are put back as
+        they were. Not overriding it costs nothing: the base never calls it."""
+        return [{} for _ in groups]
+
     def rule_for(self, group: dict[str, Any]) -> Callable[..., Any]:
         """The update rule of this group (SGD has two forms of momentum)."""
         return type(self).rule
@@ -236,6 +256,12 @@ class Optimizer(torch.optim.Optimizer):
         return {k: group[k] if tensors else _as_numbers(k, group[k], owner)
                 for k in _keyword_arguments(rule) if k in group}
 
+    def _with_scalars(self, group: dict[str, Any], rule: Callable[..., Any],
+                      extra: dict[str, float]) -> dict[str, Any]:
+        """The rule's hyperparameters with this step's ``step_scalars`` (no copy without)."""
+        hyper = self._hyperparameters(group, rule)
+        return {**hyper, **extra} if extra else hyper
+
     def _group_work(self, group: dict[str, Any]) -> GroupWork:
         """This step's parameters with a gradient, and the group's batch if it still holds."""
         batch = self._batches.get(id(group))
@@ -326,17 +352,23 @@ class Optimizer(torch.optim.Optimizer):
         if self.defaults["skip_nonfinite"] and not self._all_finite(
                 [g for _, _, grads, _ in groups for g in grads]):
             return self._skip(loss)
+        states = [self._states(group, params) for group, params, _, _ in groups]
+        scalars = [{}] * len(groups)
+        if self._has_step_scalars:
+            scalars = self._host_scalars([GroupStep(group, params, grads, group_states)
+                                          for (group, params, grads, _), group_states
+                                          in zip(groups, states, strict=True)], step_as_tensor)
         with torch.set_grad_enabled(self.defaults["differentiable"]):
-            for group, params, grads, keys in groups:
+            for (group, params, grads, keys), group_states, extra in zip(groups, states, scalars,
+                                                                         strict=True):
                 if not params:
                     continue
-                states = self._states(group, params)
                 with torch.no_grad():
-                    reference.advance_steps([state["step"] for state in states])
+                    reference.advance_steps([state["step"] for state in group_states])
                 rule = self.rule_for(group)
-                reference.apply(rule, params, grads, states, self.state_names(group),
-                                self._hyperparameters(group, rule, tensors=True), keys,
-                                step_as_tensor=step_as_tensor)
+                reference.apply(rule, params, grads, group_states, self.state_names(group),
+                                {**self._hyperparameters(group, rule, tensors=True), **extra},
+                                keys, step_as_tensor=step_as_tensor)
         return loss
 
     def _skip(self, loss: Any) -> Any:
@@ -358,15 +390,21 @@ class Optimizer(torch.optim.Optimizer):
         if self.defaults["skip_nonfinite"]:
             if not self._all_finite([g for w in work for g in w.gradients()]):
                 return self._skip(loss)
+        scalars, groups_before = self._scalars(work)
         # Where a group needs the general path, its backends are chosen before any group is
         # updated: an impl that cannot run a tensor refuses the step before anything changed.
-        routes = {id(w.group): self._route(w) for w in work if w.params and not w.ready}
-        for w in work:
+        try:
+            routes = {id(w.group): self._route(w, extra)
+                      for w, extra in zip(work, scalars, strict=True) if w.params and not w.ready}
+        except ValueError:
+            _restore(work, groups_before)
+            raise
+        for w, extra in zip(work, scalars, strict=True):
             if not w.params:
                 continue
-            if w.ready and w.batch.launch(self._hyperparameters(w.group, w.batch.rule)):
+            if w.ready and w.batch.launch(self._with_scalars(w.group, w.batch.rule, extra)):
                 continue  # the usual step: the same tensors as at the last one
-            route = routes.get(id(w.group)) or self._route(w)
+            route = routes.get(id(w.group)) or self._route(w, extra)
             fused = self._step_group(w, route)
             if not w.ready:  # no batch, or one whose tensors moved: remember this step's
                 self._remember(w, route, fused)
@@ -388,6 +426,32 @@ class Optimizer(torch.optim.Optimizer):
             states.append(state)
         return states
 
+    # On the host, not traced: under torch.compile, one clean graph break. (Traced, dynamo would
+    # bake the running values it reads from the param groups, schedule-free's weight_sum, into
+    # the graph without a guard, and a reduction's .item(), Prodigy's, breaks the graph anyway.)
+    @torch.compiler.disable
+    @torch.no_grad()  # numbers: what they give is not differentiated
+    def _host_scalars(self, groups: list[GroupStep], as_tensors: bool) -> list[dict[str, Any]]:
+        """``step_scalars`` on the torch-ops path; under torch.compile (``as_tensors``) their
+        numbers as 0-d tensors, graph inputs that change at every step without a recompile
+        (a number would be specialized on, as a tensor lr is not)."""
+        scalars = self.step_scalars(groups)
+        if not as_tensors:
+            return scalars
+        return [{k: torch.tensor(v, dtype=torch.float64) if type(v) is float else v
+                 for k, v in extra.items()} for extra in scalars]
+
+    def _scalars(self, work: list[GroupWork]) -> tuple[list[dict[str, float]], list[dict] | None]:
+        """This step's ``step_scalars`` for each group, and copies of the groups as they were
+        before the hook ran (None where it is not overridden: nothing to compute or restore)."""
+        if not self._has_step_scalars:
+            return [{}] * len(work), None
+        before = [dict(w.group) for w in work]
+        steps = [GroupStep(w.group, w.params, w.gradients(),
+                           w.batch.states if w.ready else self._states(w.group, w.params))
+                 for w in work]
+        return self.step_scalars(steps), before
+
     def _cast_state(self, group: dict[str, Any]) -> None:
         """The group's state buffers in their storage dtype: at the first step of a group, after
         a load, and after its ``state_dtype`` was changed."""
@@ -400,14 +464,15 @@ class Optimizer(torch.optim.Optimizer):
                         state[buffer.name] = state[buffer.name].to(dtype)
         self._stored_as[id(group)] = group["state_dtype"]
 
-    def _route(self, work: GroupWork) -> Route:
+    def _route(self, work: GroupWork, extra: dict[str, float] | None = None) -> Route:
         """What the general path needs, found before any group is updated: the completed state
-        dicts, the hyperparameters, and the tensors by the backend that updates them. A
-        ValueError where the group's ``impl`` cannot run a tensor or trace the rule."""
+        dicts, the hyperparameters (with the group's ``step_scalars``, ``extra``), and the
+        tensors by the backend that updates them. A ValueError where the group's ``impl``
+        cannot run a tensor or trace the rule."""
         group, params = work.group, work.params
         rule, names, impl = self.rule_for(group), self.state_names(group), group["impl"]
         states = self._states(group, params)
-        hyper = self._hyperparameters(group, rule)
+        hyper = self._with_scalars(group, rule, extra or {})
         engines.check_impl(impl)  # a group's impl may have been set by hand since
         refusal = None
         if impl != "reference":
@@ -468,6 +533,22 @@ def _hooked_step(step: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) 
                       *_global_optimizer_post_hooks.values()):
         post_hook(self, args, kwargs)
     return out
+
+
+class GroupStep(NamedTuple):
+    """What ``Optimizer.step_scalars`` sees of one param group at one step."""
+
+    group: dict[str, Any]
+    params: list[Tensor]  # the group's parameters with a gradient
+    grads: list[Tensor]  # their gradients (dense)
+    states: list[dict[str, Any]]  # their state dicts, completed (buffers, step counter)
+
+
+def _restore(work: list[GroupWork], before: list[dict] | None) -> None:
+    """The groups as they were before ``step_scalars`` ran (a step refused after it)."""
+    for w, saved in zip(work, before or (), strict=False):
+        w.group.clear()
+        w.group.update(saved)
 
 
 class Route(NamedTuple):

@@ -23,7 +23,8 @@ class Buffer:
     ``when``: whether the group's configuration keeps it: the name of a boolean hyperparameter,
     or a predicate on the group (None: always).
     ``initial``: its value before the first step: a number, or the name of the hyperparameter
-    that holds it.
+    that holds it; ``from_param``: instead, a copy of the parameter (schedule-free's z,
+    Prodigy's p0).
     ``per``: "element" (shaped like the parameter) or "tensor" (one value per parameter, a 0-d
     tensor like the step counter).
     ``dtype``: its storage dtype; None stores it in the group's ``state_dtype``, or, where that
@@ -41,6 +42,7 @@ class Buffer:
     per: str = "element"
     dtype: torch.dtype | None = None
     shape: Callable[[Tensor, Mapping[str, Any]], tuple[int, ...] | None] | None = None
+    from_param: bool = False
 
     def needed(self, group: Mapping[str, Any]) -> bool:
         if self.when is None:
@@ -67,8 +69,10 @@ class Buffer:
         return wanted
 
     def create(self, p: Tensor, group: Mapping[str, Any]) -> Tensor:
-        value = group[self.initial] if isinstance(self.initial, str) else self.initial
         dtype = self.storage_dtype(p, group)
+        if self.from_param:
+            return p.detach().to(dtype, copy=True, memory_format=torch.preserve_format)
+        value = group[self.initial] if isinstance(self.initial, str) else self.initial
         if self.per == "tensor":
             return torch.tensor(float(value), dtype=dtype)
         if self.shape is not None:

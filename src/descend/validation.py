@@ -12,24 +12,30 @@ import torch
 
 @dataclass(frozen=True)
 class Interval:
-    """Allowed values ``low <= x < high`` (``x <= high`` when ``closed`` is True)."""
+    """Allowed values ``low <= x < high`` (``x <= high`` when ``closed`` is True, ``low < x``
+    when ``low_open`` is True)."""
 
     low: float = 0.0
     high: float = math.inf
     closed: bool = False
+    low_open: bool = False
 
     def __contains__(self, x: float) -> bool:
-        return self.low <= x and (x <= self.high if self.closed else x < self.high)
+        above = self.low < x if self.low_open else self.low <= x
+        return above and (x <= self.high if self.closed else x < self.high)
 
     def __str__(self) -> str:
+        left = "(" if self.low_open else "["
         right = "]" if self.closed and self.high != math.inf else ")"
         high = "inf" if self.high == math.inf else f"{self.high:g}"
-        return f"[{self.low:g}, {high}{right}"
+        return f"{left}{self.low:g}, {high}{right}"
 
 
 NONNEGATIVE = Interval()
 UNIT = Interval(0.0, 1.0)  # [0, 1): decay rates, betas
 UNIT_CLOSED = Interval(0.0, 1.0, closed=True)  # [0, 1]: dampening
+POSITIVE = Interval(low_open=True)  # (0, inf): Prodigy's d0, what a step divides by
+OPEN_UNIT = Interval(0.0, 1.0, low_open=True)  # (0, 1): schedule-free's momentum (eval divides)
 
 
 def as_number(name: str, value: Any, owner: str) -> float:

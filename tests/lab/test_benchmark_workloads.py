@@ -77,6 +77,7 @@ def test_an_optimizer_with_eval_and_train_is_evaluated_in_eval_mode():
     result = train(tasks.get("quadratic"), spec, epochs=2, evals_per_epoch=2)
     optimizer = spec.built[-1]  # the run's (the first is the warm-up's throwaway copy)
     evaluations = len(result.history)
-    assert optimizer.calls == ["eval", "train"] * evaluations
+    # (and eval() once more at the end: the model then holds what was evaluated last)
+    assert optimizer.calls == ["eval", "train"] * evaluations + ["eval"]
     assert not result.diverged and result.steps == 16  # 2 epochs of 1000 / 128 -> 8 steps
     assert optimizer.modes_at_step == ["train"] * 16

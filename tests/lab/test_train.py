@@ -120,3 +120,32 @@ def test_on_epoch_sees_every_whole_epoch_and_the_curve_is_subsampled(mnist):
     assert [p.epoch for p in seen] == [1.0, 2.0] and seen == result.per_epoch[1:]
     steps = [step for step, _ in result.curve]
     assert steps == sorted(steps) and steps[-1] == 600 and len(steps) <= 501
+
+
+def test_schedule_free_steps_in_train_mode_and_is_evaluated_in_eval_mode(monkeypatch):
+    """An optimizer with train() / eval() (schedule-free: the parameters hold y while training
+    and the average x in eval mode) is put in train mode for its steps and in eval mode for
+    every evaluation, and left in eval mode: the model then holds what was evaluated last."""
+    import descend
+
+    events = []
+    for name in ("train", "eval", "step"):
+        original = getattr(descend.SGDScheduleFree, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            events.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(descend.SGDScheduleFree, name, spy)
+    task = tasks.get("quadratic")
+    model = task.build_model(0)
+    # (the warm-up's throwaway optimizer left out of the events)
+    monkeypatch.setattr("descend.lab.train.warm_up", lambda *args: None)
+    result = train(task, parse_spec("sgd-schedule-free:lr=0.05"), seed=0, epochs=3,
+                   batch_size="full", evals_per_epoch=1, model=model)
+    assert not result.diverged and result.steps == 3
+    assert events == ["train", *["eval", "train", "step"] * 3, "eval", "train", "eval"]
+    splits = task.load(0)
+    with torch.no_grad():
+        loss = task.loss(model(splits.train.x), splits.train.y).item()
+    assert loss == pytest.approx(result.final.train_loss, rel=1e-6)

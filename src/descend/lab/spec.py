@@ -48,10 +48,22 @@ class OptimizerSpec:
         return OptimizerSpec(self.name, {k: v for k, v in self.hyperparameters.items()
                                          if k != "lr"})
 
-    def build(self, params: Any):
+    def build(self, params: Any) -> torch.optim.Optimizer:
+        """The optimizer, ready to take training steps (``set_mode``)."""
         from descend.registry import create
 
-        return create(self.name, params, **self.hyperparameters)
+        optimizer = create(self.name, params, **self.hyperparameters)
+        set_mode(optimizer, train=True)
+        return optimizer
+
+
+def set_mode(optimizer: torch.optim.Optimizer, train: bool) -> None:
+    """``optimizer.train()`` or ``optimizer.eval()`` where the optimizer has them (the
+    schedule-free ones: in train mode the parameters hold the point gradients are taken at, in
+    eval mode the average to evaluate); nothing for the others."""
+    switch = getattr(optimizer, "train" if train else "eval", None)
+    if callable(switch):
+        switch()
 
 
 # The values ``state_dtype`` accepts on the command line.

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from descend import precision
-from descend.lab.spec import OptimizerSpec
+from descend.lab.spec import OptimizerSpec, set_mode
 from descend.lab.tasks.base import Split, Splits, Task
 
 TRAIN_EVAL_LIMIT = 10_000  # training examples evaluated at each Point
@@ -255,6 +255,7 @@ def train(
                  torch.Generator().manual_seed(seed))
     finally:
         torch.set_num_threads(old_threads)
+        set_mode(optimizer, train=False)  # the model holds what was evaluated
     result.steps, result.seconds, result.step_seconds = loop.steps, loop.seconds, loop.step_seconds
     result.dtype = parameter_dtype(model)
     return result
@@ -275,7 +276,6 @@ def warm_up(task: Task, model: nn.Module, spec: OptimizerSpec, train_split: Spli
     with torch.random.fork_rng(devices=[]):
         copy = copy_module(model)
         optimizer = spec.build(copy.parameters())
-        _set_mode(optimizer, "train")
         task.loss(copy(train_split.x[:batch]), train_split.y[:batch]).backward()
         optimizer.step()
 
@@ -393,13 +393,13 @@ class _Loop:
         """Appends a Point to the history (and marks divergence if the model broke). An
         optimizer with ``eval()`` and ``train()`` (Schedule-Free) is evaluated at the point it
         evaluates (``eval()``), then put back to training."""
-        _set_mode(self.optimizer, "eval")
+        set_mode(self.optimizer, train=False)
         limit = self.train_eval_limit
         train_loss, _ = self._measure(Split(self.train_x[:limit], self.train_y[:limit]))
         val_loss, val_accuracy = self._measure(self.splits.val)
         test_loss, test_accuracy = self._measure(self.splits.test)
         self.model.train()  # _measure left it in eval mode; steps train (once here, not per step)
-        _set_mode(self.optimizer, "train")
+        set_mode(self.optimizer, train=True)
         point = Point(epoch, self.steps, self.seconds, self.step_seconds, train_loss,
                       val_loss, val_accuracy, test_loss, test_accuracy)
         if not math.isfinite(train_loss):
@@ -436,11 +436,3 @@ class _Loop:
                 correct += (out.argmax(-1) == y).sum().item()
         accuracy = correct / len(split) if self.task.classification else None
         return total_loss / len(split), accuracy
-
-
-def _set_mode(optimizer: torch.optim.Optimizer, mode: str) -> None:
-    """Calls ``optimizer.eval()`` or ``optimizer.train()`` where the optimizer has them
-    (Schedule-Free methods evaluate at an average of their iterates); others are left alone."""
-    switch = getattr(optimizer, mode, None)
-    if callable(switch):
-        switch()

@@ -62,3 +62,9 @@ def in_scalar_dtype(x: Any) -> Any:
     if isinstance(x, Real):
         return round_float32(x)
     return x.trace.node("float32", x)
+
+
+def norm(t: Tensor) -> Tensor:
+    """The L2 norm of a whole tensor, a 0-d tensor: a reduction, outside the traced
+    backends' elementwise vocabulary (a rule that calls it runs on the reference backend)."""
+    return torch.linalg.vector_norm(t)
