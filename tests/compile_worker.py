@@ -114,6 +114,8 @@ def make_descend(name: str, params: Any, args: argparse.Namespace):
     if args.tensor_lr:
         kwargs["lr"] = torch.tensor(kwargs.get("lr", entry(name).defaults()["lr"]))
     torch.manual_seed(7)  # the stochastic-rounding seed: the same for the compiled and the eager
+    if name == "muon":  # matrices only, as torch's Muon: a real model gives the biases to AdamW
+        params = [p for p in params if p.ndim == 2]
     opt = descend.create(name, params, **kwargs)
     if callable(getattr(opt, "train", None)):  # schedule-free: steps in train mode
         opt.train()

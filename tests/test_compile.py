@@ -54,8 +54,21 @@ HOST_SCALARS = {name for name in descend.available()
                 if descend.REGISTRY[name].cls._has_step_scalars}
 
 
+# Known defects of the matrix methods under torch.compile, found when they were merged
+# (2026-12-02), open: strict, so the test fails once one is fixed.
+COMPILE_DEFECTS = {
+    "soap": "SOAP's compiled steps leave its eager ones (GG 19x apart after 6 steps)",
+    "muon": "Muon's bfloat16 Newton-Schulz fused by inductor rounds otherwise: updates 20% "
+            "apart from eager after 6 steps",
+    "adafactor": "Adafactor reads ||theta|| with .item() (as torch does): a graph break in the "
+                 "rule, and the frame resumed after it recompiles for every parameter",
+}
+
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", descend.available())
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=COMPILE_DEFECTS[n], strict=True))
+    if n in COMPILE_DEFECTS else n for n in descend.available()])
 def test_compiled_matches_eager(name: str, mode: str) -> None:
     """Parameters and every state buffer after N compiled steps (a learning rate changing at
     every step) agree with N eager steps of the same optimizer; the compiled steps took the

@@ -374,19 +374,21 @@ def test_gradient_made_strided_between_steps_is_read_as_strided():
     assert_same_run(fast_opt, ref_opt)
 
 
-UNTRACEABLE_CONFIGS = [c for c in CONFIGS if not c.info.traceable]
+# (Muon takes matrices only: test_matrix_optimizers checks its refusal on its own parameters)
+UNTRACEABLE_CONFIGS = [c for c in CONFIGS if not c.info.traceable and c.info.takes is None]
 
 
 @configs(UNTRACEABLE_CONFIGS)
 def test_a_rule_with_a_reduction_is_refused_by_fast_and_auto_runs_the_reference(config):
-    """The rows the table marks traceable=False (Lamb's and LARS's per-tensor norms) are not
+    """The rows the table marks traceable=False (Lamb's and LARS's per-tensor norms, the
+    matrix methods' products) are not
     run by the tests above: here impl='fast' refuses them before anything changed, saying
     why and what to use, and impl='auto' is the reference backend, bit for bit."""
     params = make_params()
     before = [p.detach().clone() for p in params]
     refused = config.build(groups(config, params), impl="fast")
     set_grads(0, params)
-    with pytest.raises(ValueError, match=r"impl='fast'.*(norm|ndim).*impl='reference'"):
+    with pytest.raises(ValueError, match=r"impl='fast'.*(norm|ndim|tracing).*impl='reference'"):
         refused.step()
     assert all(torch.equal(p, q) for p, q in zip(params, before, strict=True))
     assert all(float(s["step"]) == 0 for s in refused.state.values())
