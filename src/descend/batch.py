@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
+from descend.state import scalars_of
+
 grad_of = attrgetter("grad")
 
 
@@ -47,7 +49,7 @@ class Batch:
         self.state_keys, self.state_values = list(state), list(state.values())
         self.rule, self.names, self.prepared = rule, names, prepared
         self.settings = _settings(group)
-        self.columns = ("step", *getattr(names, "everything", names))
+        self.columns = ("step", *names, *scalars_of(names))
         self.getters = [itemgetter(n) for n in self.columns]
         self.buffer_columns = [list(map(get, self.states)) for get in self.getters]
         # Every parameter had a gradient: the checks can run compiled (descend.engines.native).

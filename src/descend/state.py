@@ -116,6 +116,11 @@ class StateNames(tuple):
         return (*self, *self.scalars)
 
 
+def scalars_of(state_names: Iterable[str]) -> tuple[str, ...]:
+    """The per-tensor scalars among ``state_names`` (a plain tuple of names has none)."""
+    return getattr(state_names, "scalars", ())
+
+
 def names(schema: tuple[Buffer, ...], group: Mapping[str, Any]) -> StateNames:
     """The buffers this group's configuration keeps, in declaration order."""
     needed = [b for b in schema if b.needed(group)]

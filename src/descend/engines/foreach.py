@@ -35,6 +35,7 @@ from descend import precision
 from descend.engines import ir, reference
 from descend.engines.ir import Expr, Trace
 from descend.engines.reference import operands
+from descend.state import scalars_of
 
 Scalar = float | list[float]  # one value for the whole batch, or one per tensor
 
@@ -62,7 +63,7 @@ def apply(
     given); the step counters have been advanced. Raises ``ir.TraceError`` if the rule cannot
     be traced (nothing is written then)."""
     # Zero-size tensors have nothing to update, but their per-tensor scalar state moves on.
-    scalar_names = getattr(state_names, "scalars", ())
+    scalar_names = scalars_of(state_names)
     live = [i for i, p in enumerate(params) if p.numel() or scalar_names]
     if not live:
         return

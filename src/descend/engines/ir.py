@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from descend.state import scalars_of
+
 # Binary and unary operations a rule may use on tensors, and their Python scalar meaning.
 BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
           "div": operator.truediv, "pow": operator.pow,
@@ -297,7 +299,7 @@ def trace_rule(rule: Callable[..., Any], state_names: Sequence[str],
             args[name] = scalar(name, value)
     p, g = vector("p"), vector("g")
     buffers = {name: vector(name) for name in state_names}
-    for name in getattr(state_names, "scalars", ()):  # read per tensor: no value to trace with
+    for name in scalars_of(state_names):  # read per tensor: no value to trace with
         t.scalar_state.append(name)
         buffers[name] = t.leaf("scalar_state", name, False, math.nan)
     step_leaf = t.leaf("step", "step", False, float(step))
@@ -325,7 +327,7 @@ def trace_for(rule: Callable[..., Any], state_names: Sequence[str], hyper: Mappi
     """The cached trace whose guards hold for these values, tracing anew if none does (a rule
     the tracer refuses is remembered as refused)."""
     # (the default dtype: torch's per-tensor scalars are float64 under a float64 default)
-    key = (rule, tuple(state_names), tuple(getattr(state_names, "scalars", ())),
+    key = (rule, tuple(state_names), scalars_of(state_names),
            configuration(hyper), torch.get_default_dtype())
     cached = _traces.setdefault(key, [])
     if isinstance(cached, TraceError):

@@ -39,6 +39,7 @@ from descend.engines.ir import (
 )
 from descend.engines.reference import operands
 from descend.engines.work_split import WorkSplit
+from descend.state import scalars_of
 
 STORAGE = {dtype: precision.dtype_name(dtype) for dtype in precision.STORAGE_DTYPES}
 COMPLEX = (torch.complex64, torch.complex128)  # streamed as pairs of their real dtype
@@ -90,7 +91,7 @@ def covers(p: Tensor, g: Tensor, state: Mapping[str, Any],
                     f"parameter a {tuple(p.shape)} {p.dtype} tensor: the numba backend streams "
                     "them side by side and needs them of one shape, in dtypes it can store "
                     "(state set by hand?)")
-    for name in getattr(state_names, "scalars", ()):
+    for name in scalars_of(state_names):
         t = state[name]
         if type(t) not in PLAIN_TYPES or t.dtype not in SCALAR_STATE or t.numel() != 1 or (
                 not t.is_cpu or not t.is_contiguous()):
@@ -190,7 +191,7 @@ def _members(params: Sequence[Tensor], grads: Sequence[Tensor],
              keys: Sequence[int] | None) -> list[Member]:
     """The tensors of a batch as the kernels take them (a DTensor's local shards)."""
     members = []
-    scalar_names = getattr(state_names, "scalars", ())
+    scalar_names = scalars_of(state_names)
     for i, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         if is_sharded(p):
             p, g, state = local_shards(p, g, state, state_names)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from descend import precision
+from descend.state import scalars_of
 
 
 def real_view(t: Tensor) -> Tensor:
@@ -42,7 +43,7 @@ def read_values(scalars: Sequence[Tensor]) -> list[float]:
 def points(states: Sequence[Mapping[str, Any]], state_names: Sequence[str]) -> list[tuple]:
     """Each tensor's step count, then its per-tensor scalar state (``state_names.scalars``):
     what the scalars of its update are computed from (``ir.environment``)."""
-    columns = ["step", *getattr(state_names, "scalars", ())]
+    columns = ["step", *scalars_of(state_names)]
     return list(zip(*(read_values([state[n] for state in states]) for n in columns),
                     strict=True))
 
@@ -66,7 +67,7 @@ def apply(
     # Under autograd (differentiable=True) the rule reads copies: the results are written back
     # into the tensors it reads, which autograd may have saved for the backward pass.
     copy = torch.Tensor.clone if torch.is_grad_enabled() else _same
-    scalar_names = getattr(state_names, "scalars", ())
+    scalar_names = scalars_of(state_names)
     for t, (p, g, state) in enumerate(zip(params, grads, states, strict=True)):
         # A buffer some parameters lack (``Buffer.shape``): the rule's keyword defaults to None.
         names = [n for n in state_names if n in state]
